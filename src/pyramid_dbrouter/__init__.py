@@ -1,0 +1,80 @@
+"""pyramid_dbrouter: one SQLAlchemy session per Pyramid request over many
+named engines, routed by Django-style router plugins, committed together.
+
+``config.include("pyramid_dbrouter")`` reads the ``sqlalchemy.*`` and
+``dbrouter.*`` settings, adds the directives ``add_db_engine``,
+``add_db_router`` and ``add_db_engine_factory``, includes pyramid_tm and
+pyramid_retry, and gives each request ``request.dbsession``.
+"""
+
+from .config import (
+    add_db_engine,
+    add_db_engine_factory,
+    add_db_router,
+    finish,
+    get_engines,
+)
+from .engines import EngineRegistry, get_engine
+from .exceptions import (
+    ConfigurationError,
+    CrossDatabaseRelationError,
+    DBRouterError,
+    FanoutError,
+    RouterAnswerError,
+    UnknownBindError,
+    UnsafeCommitError,
+)
+from .migrate import init_db
+from .routers import RouterChain
+from .session import RoutingSession, bind_of
+from .settings import parse_settings
+from .transactions import (
+    get_session_factory,
+    get_tm_session,
+    request_dbsession,
+    session_scope,
+)
+
+__all__ = [
+    "ConfigurationError",
+    "CrossDatabaseRelationError",
+    "DBRouterError",
+    "EngineRegistry",
+    "FanoutError",
+    "RouterAnswerError",
+    "RouterChain",
+    "RoutingSession",
+    "UnknownBindError",
+    "UnsafeCommitError",
+    "bind_of",
+    "get_engine",
+    "get_engines",
+    "get_session_factory",
+    "get_tm_session",
+    "includeme",
+    "init_db",
+    "session_scope",
+]
+
+
+def includeme(config):
+    """Set up pyramid_dbrouter: directives, engines and routers from the
+    settings, pyramid_tm, pyramid_retry and ``request.dbsession``."""
+    settings = config.get_settings()
+    # the cookiecutter-starter's choice, without overriding the user's own
+    settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
+    config.include("pyramid_tm")
+    config.include("pyramid_retry")
+    config.add_directive("add_db_engine", add_db_engine)
+    config.add_directive("add_db_router", add_db_router)
+    config.add_directive("add_db_engine_factory", add_db_engine_factory)
+    parsed = parse_settings(settings)
+    for name, spec in parsed.engines.items():
+        if spec.engine is not None:
+            config.add_db_engine(name, engine=spec.engine)
+        else:
+            config.add_db_engine(name, spec.url, **spec.options)
+    for router in parsed.routers:
+        config.add_db_router(router)
+    config.add_request_method(request_dbsession, "dbsession", reify=True)
+    config.action(("dbrouter", "finish"), lambda: finish(config.registry), order=10)

@@ -1,0 +1,79 @@
+"""``session.using_bind(name)``: the same session, with one engine pinned.
+
+A pin is a name on the session's pin stack, pushed for one call or for a
+``with`` block; nothing is copied.  (A copied session would start a second
+transaction of its own under zope.sqlalchemy and leak its connection.)
+"""
+
+from .session import BIND_OPTION
+
+
+class BoundSession:
+    """A handle on a :class:`RoutingSession` with the engine *name* pinned.
+
+    Every method acts on the same session and transaction; the handle is
+    also a context manager that pins every operation inside the block.
+    Blocks nest: the innermost pin wins.
+    """
+
+    __slots__ = ("session", "name")
+
+    def __init__(self, session, name):
+        self.session = session
+        self.name = name
+
+    def __repr__(self):
+        return f"<BoundSession {self.name!r} of {self.session!r}>"
+
+    def __enter__(self):
+        self.session._dbr_pins.append(self.name)
+        return self
+
+    def __exit__(self, *exc_info):
+        self.session._dbr_pins.pop()
+        return False
+
+    def _pinned(self, method, *args, **kw):
+        with self:
+            return getattr(self.session, method)(*args, **kw)
+
+    def execute(self, statement, *args, **kw):
+        return self._pinned("execute", statement, *args, **kw)
+
+    def scalars(self, statement, *args, **kw):
+        return self._pinned("scalars", statement, *args, **kw)
+
+    def scalar(self, statement, *args, **kw):
+        return self._pinned("scalar", statement, *args, **kw)
+
+    def get(self, entity, ident, **kw):
+        return self._pinned("get", entity, ident, **kw)
+
+    def get_one(self, entity, ident, **kw):
+        return self._pinned("get_one", entity, ident, **kw)
+
+    def add(self, instance):
+        return self._pinned("add", instance)
+
+    def add_all(self, instances):
+        return self._pinned("add_all", instances)
+
+    def delete(self, instance):
+        return self._pinned("delete", instance)
+
+    def merge(self, instance, **kw):
+        return self._pinned("merge", instance, **kw)
+
+    def flush(self, objects=None):
+        return self._pinned("flush", objects)
+
+    def query(self, *entities, **kw):
+        # a Query runs later, when it is iterated: carry the pin with it
+        query = self.session.query(*entities, **kw)
+        return query.execution_options(**{BIND_OPTION: self.name})
+
+    def connection(self, **kw):
+        return self.session.connection(
+            bind_arguments={"bind": self.session.engine(self.name, "using_bind")},
+            **kw,
+        )

@@ -1,0 +1,200 @@
+"""The named engines of an application, and engines made on demand.
+
+An :class:`EngineRegistry` maps names to :class:`~sqlalchemy.engine.Engine`
+objects.  Static engines come from the settings or ``add_db_engine``;
+engines named ``PREFIX:KEY`` are made on first use by the factory that
+``add_db_engine_factory`` registered for ``PREFIX`` and kept in a bounded
+LRU, so that ten thousand tenants do not mean ten thousand open pools.
+
+Creating an engine never connects: start-up works with every database down.
+"""
+
+import re
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import engine_from_config
+from sqlalchemy.engine import URL, Engine, make_url
+
+from .exceptions import ConfigurationError, UnknownBindError
+from .settings import DEFAULT, PREFIX, check_url, mask_url, parse_engines
+
+#: keys of dynamic engines come from requests (tenant, folder): keep them to
+#: a set of characters that is safe in a path, a URL and a log line.
+DYNAMIC_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def create_engine_from_options(name, url, options, key_prefix=PREFIX):
+    """Create an engine the way ``engine_from_config`` does (string options
+    coerced by the dialect), with errors that name the settings key."""
+    config = {f"{key_prefix}{k}": v for k, v in options.items()}
+    config[f"{key_prefix}url"] = url
+    try:
+        return engine_from_config(config, prefix=key_prefix)
+    except TypeError as exc:
+        shown = "sqlalchemy." if name == DEFAULT else f"sqlalchemy.{name}."
+        raise ConfigurationError(
+            f"{shown}*: invalid engine option for engine {name!r} "
+            f"({mask_url(url)}): {exc}; options given: " + ", ".join(sorted(options))
+        ) from None
+
+
+def get_engine(settings, prefix=PREFIX):
+    """Return the ``default`` engine from *settings* (cookiecutter-starter's
+    ``get_engine``), skipping the other engines' ``sqlalchemy.NAME.*`` keys."""
+    spec = parse_engines(settings, prefix)[DEFAULT]
+    if spec.engine is not None:
+        return spec.engine
+    return create_engine_from_options(DEFAULT, spec.url, spec.options)
+
+
+class EngineRegistry:
+    """Engines by name, static and made on demand; thread-safe."""
+
+    def __init__(self, max_dynamic_engines=32, settings=None):
+        self.max_dynamic_engines = max_dynamic_engines
+        self.settings = settings or {}
+        self._static = {}
+        self._factories = {}
+        self._dynamic = OrderedDict()
+        self._names = {}
+        self._lock = threading.Lock()
+        self._pool = None
+
+    # -- configuration (called from config actions) -------------------------
+
+    def add(self, name, engine):
+        self._static[name] = engine
+        self._names[id(engine)] = name
+
+    def add_factory(self, prefix, factory):
+        self._factories[prefix] = factory
+
+    # -- lookup --------------------------------------------------------------
+
+    @property
+    def default(self):
+        return self._static[DEFAULT]
+
+    def names(self):
+        """The static engine names, ``default`` first."""
+        rest = sorted(n for n in self._static if n != DEFAULT)
+        return [DEFAULT, *rest] if DEFAULT in self._static else rest
+
+    def known(self):
+        return self.names() + [f"{p}:KEY" for p in sorted(self._factories)]
+
+    def static_items(self):
+        return [(name, self._static[name]) for name in self.names()]
+
+    @property
+    def factories(self):
+        return dict(self._factories)
+
+    def is_multi(self):
+        return len(self._static) > 1 or bool(self._factories)
+
+    def get(self, name, source=None):
+        """The engine named *name*; :class:`UnknownBindError` if there is none."""
+        try:
+            return self._static[name]
+        except (KeyError, TypeError):
+            pass
+        if isinstance(name, str) and ":" in name:
+            prefix, _, key = name.partition(":")
+            if prefix in self._factories:
+                return self._dynamic_engine(name, prefix, key)
+        raise UnknownBindError(name, self.known(), source)
+
+    def name_of(self, engine):
+        """The name an engine was registered under (None if it is not ours)."""
+        return self._names.get(id(engine))
+
+    def _dynamic_engine(self, name, prefix, key):
+        if not DYNAMIC_KEY.match(key) or ".." in key:
+            raise UnknownBindError(name, self.known(), "an invalid key")
+        with self._lock:
+            engine = self._dynamic.get(name)
+            if engine is not None:
+                self._dynamic.move_to_end(name)
+                return engine
+        made = self._factories[prefix](key, self.settings)
+        if isinstance(made, str | URL):
+            made = create_engine_from_options(
+                name, check_url(made, f"engine factory {prefix!r}"), {}
+            )
+        elif not isinstance(made, Engine):
+            raise ConfigurationError(
+                f"engine factory {prefix!r} returned {made!r} for key {key!r}; "
+                "expected a database URL or an Engine"
+            )
+        evicted = []
+        with self._lock:
+            engine = self._dynamic.setdefault(name, made)
+            self._dynamic.move_to_end(name)
+            self._names[id(engine)] = name
+            while len(self._dynamic) > self.max_dynamic_engines:
+                old_name, old = self._dynamic.popitem(last=False)
+                self._names.pop(id(old), None)
+                evicted.append(old)
+        if engine is not made:
+            made.dispose()
+        for old in evicted:
+            # connections still checked out finish their work; the pool's
+            # idle connections close now
+            old.dispose()
+        return engine
+
+    def open_dynamic_names(self):
+        with self._lock:
+            return list(self._dynamic)
+
+    # -- fan-out workers -----------------------------------------------------
+
+    def executor(self):
+        """A bounded thread pool for fan-out reads, made on first use."""
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=8, thread_name_prefix="dbrouter-fanout"
+                    )
+        return self._pool
+
+    def dispose(self):
+        """Close every pool (for scripts and tests)."""
+        with self._lock:
+            dynamic = list(self._dynamic.values())
+            self._dynamic.clear()
+            pool, self._pool = self._pool, None
+        for engine in [*self._static.values(), *dynamic]:
+            engine.dispose()
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+
+def engine_for_spec(spec):
+    if spec.engine is not None:
+        return spec.engine
+    return create_engine_from_options(spec.name, spec.url, spec.options)
+
+
+def parse_engine_argument(name, url, engine, options):
+    """Check ``add_db_engine``'s arguments now; return a zero-argument maker."""
+    if engine is not None:
+        if url is not None or options:
+            raise ConfigurationError(
+                f"add_db_engine({name!r}): pass either engine= or a url with "
+                "options, not both"
+            )
+        if not isinstance(engine, Engine):
+            raise ConfigurationError(
+                f"add_db_engine({name!r}): engine={engine!r} is not an Engine"
+            )
+        return lambda: engine
+    if url is None:
+        raise ConfigurationError(f"add_db_engine({name!r}): a url or engine= is needed")
+    key = "sqlalchemy.url" if name == DEFAULT else f"sqlalchemy.{name}.url"
+    parsed = make_url(url) if isinstance(url, URL) else check_url(url, key)
+    return lambda: create_engine_from_options(name, parsed, options)

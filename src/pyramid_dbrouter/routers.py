@@ -1,0 +1,148 @@
+"""The router chain: Django's database-router protocol, checked at start-up.
+
+A router is any object with one or more of::
+
+    db_for_read(model, **hints)        -> name, list of names, or None
+    db_for_write(model, **hints)       -> name, or None
+    allow_relation(obj1, obj2, **hints) -> True, False, or None
+    allow_migrate(db, model, **hints)   -> True, False, or None
+
+Routers are asked in order and the first answer that is not ``None`` wins,
+as in Django's ``ConnectionRouter``.  Unlike Django, a router that defines
+none of the four methods, or a method whose name looks like one of them but
+is misspelt (``db_for_reed``), is refused at start-up instead of being
+silently skipped.
+"""
+
+import difflib
+
+from .exceptions import ConfigurationError, RouterAnswerError
+
+METHODS = ("db_for_read", "db_for_write", "allow_relation", "allow_migrate")
+_LOOKALIKE_PREFIXES = ("db_for", "dbfor", "db_fro", "allow", "alow")
+
+
+def describe(router):
+    return getattr(router, "__name__", None) or type(router).__name__
+
+
+def check_router(router, source="router"):
+    """Return *router* as an instance, or raise ConfigurationError naming *source*.
+
+    A class is instantiated with no arguments, as Django does.
+    """
+    if isinstance(router, type):
+        try:
+            router = router()
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"{source}: cannot instantiate router class {router.__name__} "
+                f"without arguments ({exc}); pass an instance instead"
+            ) from None
+    names = [n for n in dir(router) if not n.startswith("_")]
+    for name in names:
+        if name in METHODS:
+            if not callable(getattr(router, name)):
+                raise ConfigurationError(
+                    f"{source}: {describe(router)}.{name} is not callable"
+                )
+            continue
+        lowered = name.lower()
+        close = difflib.get_close_matches(lowered, METHODS, n=1, cutoff=0.8)
+        if close or lowered.startswith(_LOOKALIKE_PREFIXES):
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(
+                f"{source}: {describe(router)} has a method {name!r} that is not "
+                f"part of the router protocol ({', '.join(METHODS)}){hint}"
+            )
+    if not any(hasattr(router, m) for m in METHODS):
+        raise ConfigurationError(
+            f"{source}: {describe(router)} defines none of the router methods "
+            f"{', '.join(METHODS)}"
+        )
+    return router
+
+
+class RouterChain:
+    """The routers of one application, asked in order.
+
+    The bound methods are collected once, so that a chain whose routers have
+    no opinion on reads costs one empty loop per statement.
+    """
+
+    def __init__(self, routers=()):
+        self.routers = list(routers)
+        self._read = self._collect("db_for_read")
+        self._write = self._collect("db_for_write")
+        self._relation = self._collect("allow_relation")
+        self._migrate = self._collect("allow_migrate")
+
+    def _collect(self, method):
+        return [(r, getattr(r, method)) for r in self.routers if hasattr(r, method)]
+
+    def __bool__(self):
+        return bool(self.routers)
+
+    def __len__(self):
+        return len(self.routers)
+
+    @property
+    def has_read(self):
+        return bool(self._read)
+
+    @property
+    def has_write(self):
+        return bool(self._write)
+
+    def db_for_read(self, model, **hints):
+        """An engine name, a list of names (fan-out), or None (no opinion)."""
+        for router, method in self._read:
+            answer = method(model, **hints)
+            if answer is not None:
+                return _check_name(answer, router, "db_for_read", many=True)
+        return None
+
+    def db_for_write(self, model, **hints):
+        for router, method in self._write:
+            answer = method(model, **hints)
+            if answer is not None:
+                return _check_name(answer, router, "db_for_write", many=False)
+        return None
+
+    def allow_relation(self, obj1, obj2, **hints):
+        for router, method in self._relation:
+            answer = method(obj1, obj2, **hints)
+            if answer is not None:
+                return _check_bool(answer, router, "allow_relation")
+        return None
+
+    def allow_migrate(self, db, model, **hints):
+        for router, method in self._migrate:
+            answer = method(db, model, **hints)
+            if answer is not None:
+                return _check_bool(answer, router, "allow_migrate")
+        return None
+
+
+def _check_name(answer, router, method, many):
+    if isinstance(answer, str):
+        return answer
+    if many and isinstance(answer, list | tuple):
+        names = list(dict.fromkeys(answer))
+        if names and all(isinstance(n, str) for n in names):
+            return names[0] if len(names) == 1 else names
+    expected = "an engine name (str), a list of names, or None"
+    if not many:
+        expected = "an engine name (str) or None"
+    raise RouterAnswerError(
+        f"router {describe(router)}.{method} returned {answer!r}; expected {expected}"
+    )
+
+
+def _check_bool(answer, router, method):
+    if isinstance(answer, bool):
+        return answer
+    raise RouterAnswerError(
+        f"router {describe(router)}.{method} returned {answer!r}; "
+        "expected True, False or None"
+    )

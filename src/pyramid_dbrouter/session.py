@@ -1,0 +1,480 @@
+"""``RoutingSession``: one SQLAlchemy session over many named engines.
+
+Where a statement, a ``get()`` or a new object goes is decided here, in the
+session's own methods rather than in a ``do_orm_execute`` listener (which
+costs every statement a few per cent), in this order:
+
+1. ``using_bind(name)`` -- an explicit pin;
+2. the model's ``__bind_key__`` (Flask-SQLAlchemy's convention);
+3. the routers' ``db_for_read`` / ``db_for_write``, first answer wins;
+4. ``default``.
+
+An object that was loaded stays with the engine it came from: its writes,
+refreshes and lazy or eager loads go there, whatever is pinned.  The engine
+is part of each object's identity through SQLAlchemy's ``identity_token``,
+as in :mod:`sqlalchemy.ext.horizontal_shard`, except that objects of the
+``default`` engine keep the plain token ``None``: the common case pays
+nothing for identities it does not use.
+
+Writes are flushed one engine at a time, each engine's objects with the
+engine bound for the whole flush, so that rows of association tables go with
+the objects they link and ORM bulk statements keep working (a per-object
+``connection_callable`` would forbid them).
+"""
+
+import re
+
+from sqlalchemy import inspect
+from sqlalchemy.exc import NoResultFound
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
+from sqlalchemy.sql.ddl import ExecutableDDLElement
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.util import EMPTY_DICT
+
+from .exceptions import CrossDatabaseRelationError
+from .settings import DEFAULT
+
+#: an execution option that pins one statement, as ``using_bind`` does
+BIND_OPTION = "dbrouter_bind"
+
+_WRITE_VERBS = frozenset(
+    "INSERT UPDATE DELETE REPLACE MERGE UPSERT CREATE DROP ALTER TRUNCATE "
+    "RENAME COMMENT GRANT REVOKE".split()
+)
+_FIRST_WORD = re.compile(r"^(?:\s|--[^\n]*\n|/\*.*?\*/|\()*([A-Za-z]+)", re.S)
+_CTE_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.I)
+
+
+def sql_writes(sql):
+    """Whether a textual statement writes, judged by its SQL verb."""
+    match = _FIRST_WORD.match(sql)
+    if match is None:
+        return False
+    verb = match.group(1).upper()
+    if verb == "WITH":
+        return _CTE_WRITE.search(sql) is not None
+    return verb in _WRITE_VERBS
+
+
+def statement_writes(statement):
+    if statement.is_select:
+        return False
+    if statement.is_dml or isinstance(statement, ExecutableDDLElement):
+        return True
+    if isinstance(statement, TextClause):
+        return sql_writes(statement.text)
+    return False
+
+
+def _token(name):
+    return None if name == DEFAULT else name
+
+
+def _state_engine(state):
+    """The engine name of an instance state, or None for a new, unrouted one."""
+    key = state.key
+    if key is not None:
+        return key[2] or DEFAULT
+    return state.identity_token
+
+
+def bind_of(obj):
+    """The name of the engine *obj* belongs to.
+
+    For an object that was loaded or flushed, the engine it came from; for a
+    new object not yet flushed, the engine it was pinned to, or ``None``.
+    """
+    return _state_engine(inspect(obj))
+
+
+def _model_of(entity):
+    if entity is None:
+        return None
+    if isinstance(entity, type):
+        return entity
+    mapper = getattr(entity, "mapper", None)
+    if mapper is not None:
+        return mapper.class_
+    return getattr(entity, "class_", None)
+
+
+def _statement_model(statement):
+    return _model_of(statement._propagate_attrs.get("plugin_subject"))
+
+
+def _related(state, prop):
+    value = state.dict.get(prop.key)
+    if value is None:
+        return ()
+    if prop.uselist:
+        return list(value)
+    return (value,)
+
+
+class RoutingSession(Session):
+    """A :class:`~sqlalchemy.orm.Session` whose binds are chosen by routers.
+
+    Made by :func:`pyramid_dbrouter.get_session_factory`; ``engines`` is an
+    :class:`~pyramid_dbrouter.engines.EngineRegistry` and ``routers`` a
+    :class:`~pyramid_dbrouter.routers.RouterChain`.  The current request, if
+    any, is ``session.info["request"]`` and is passed to routers as the
+    ``request`` hint.
+    """
+
+    def __init__(self, *args, engines, routers, **kw):
+        super().__init__(*args, **kw)
+        self.engines = engines
+        self.routers = routers
+        self._dbr_multi = engines.is_multi()
+        self._dbr_pins = []
+        self._dbr_exec_bind = None
+        self._dbr_flush_bind = None
+        # the transaction manager this session is joined to, if any: writes we
+        # can see are marked changed on it, so they are never silently lost
+        self._dbr_tm = None
+
+    # -- choosing an engine --------------------------------------------------
+
+    def engine(self, name, source=None):
+        """The Engine named *name* (:class:`UnknownBindError` if none)."""
+        return self.engines.get(name, source)
+
+    def _dbr_hints(self, hints):
+        hints.setdefault("request", self.info.get("request"))
+        return hints
+
+    def _dbr_choose(self, model, write, **hints):
+        """Pins, then ``__bind_key__``, then routers, then ``default``."""
+        if self._dbr_pins:
+            return self._dbr_pins[-1]
+        if model is not None:
+            key = getattr(model, "__bind_key__", None)
+            if key is not None:
+                return key
+        routers = self.routers
+        if routers:
+            self._dbr_hints(hints)
+            if write:
+                answer = routers.db_for_write(model, **hints)
+            else:
+                answer = routers.db_for_read(model, **hints)
+            if answer is not None:
+                return answer
+        return DEFAULT
+
+    def _dbr_inherited(self, statement, execution_options):
+        """The engine a loader statement must use: its parent object's."""
+        name = execution_options.get(BIND_OPTION) or statement._execution_options.get(
+            BIND_OPTION
+        )
+        if name is not None:
+            return name
+        top = execution_options.get("sa_top_level_orm_context")
+        if top is not None:
+            bind = top.bind_arguments.get("bind")
+            return DEFAULT if bind is None else self.engines.name_of(bind)
+        options = execution_options.get("_sa_orm_load_options")
+        if options is not None:
+            state = options._refresh_state or options._lazy_loaded_from
+            if state is not None:
+                return _state_engine(state) or DEFAULT
+            return options._identity_token
+        return None
+
+    def get_bind(self, mapper=None, *, clause=None, bind=None, **kw):
+        if bind is not None:
+            return bind
+        if self._dbr_flush_bind is not None:
+            return self._dbr_flush_bind
+        if self._dbr_exec_bind is not None:
+            return self._dbr_exec_bind
+        # called directly (session.connection(), get_bind(Model)): route it
+        write = clause is None or not clause.is_select
+        model = _model_of(mapper) if mapper is not None else None
+        if model is None and clause is not None:
+            model = _statement_model(clause)
+        name = self._dbr_choose(model, write, clause=clause)
+        if isinstance(name, list):
+            name = name[0]
+        return self.engine(name, "a router" if self.routers else None)
+
+    # -- statements ------------------------------------------------------------
+
+    def _execute_internal(
+        self,
+        statement,
+        params=None,
+        *,
+        execution_options=EMPTY_DICT,
+        bind_arguments=None,
+        **kw,
+    ):
+        if bind_arguments and bind_arguments.get("bind") is not None:
+            return super()._execute_internal(
+                statement,
+                params,
+                execution_options=execution_options,
+                bind_arguments=bind_arguments,
+                **kw,
+            )
+        if not hasattr(statement, "_propagate_attrs"):
+            # not a statement: let SQLAlchemy raise its own error
+            return super()._execute_internal(
+                statement, params, execution_options=execution_options, **kw
+            )
+        writes = statement_writes(statement)
+        name = self._dbr_inherited(statement, execution_options)
+        source = "execution option" if name is not None else None
+        if name is None:
+            source = "using_bind" if self._dbr_pins else "a router"
+            name = self._dbr_choose(
+                _statement_model(statement), not statement.is_select, clause=statement
+            )
+        if isinstance(name, list):
+            from .fanout import execute_fanout
+
+            return execute_fanout(
+                self, name, statement, params, execution_options, bind_arguments, kw
+            )
+        engine = self.engine(name, source)
+        if name != DEFAULT:
+            bind_arguments = dict(bind_arguments or ())
+            bind_arguments["bind"] = engine
+            execution_options = dict(execution_options)
+            execution_options["identity_token"] = name
+        previous, self._dbr_exec_bind = self._dbr_exec_bind, engine
+        try:
+            result = super()._execute_internal(
+                statement,
+                params,
+                execution_options=execution_options,
+                bind_arguments=bind_arguments,
+                **kw,
+            )
+        finally:
+            self._dbr_exec_bind = previous
+        if writes and self._dbr_tm is not None:
+            from zope.sqlalchemy import mark_changed
+
+            mark_changed(self, self._dbr_tm)
+        return result
+
+    def _identity_lookup(
+        self,
+        mapper,
+        primary_key_identity,
+        identity_token=None,
+        passive=None,
+        lazy_loaded_from=None,
+        **kw,
+    ):
+        # a many-to-one lazy load looks in its parent's engine's identities
+        if identity_token is None and lazy_loaded_from is not None:
+            identity_token = _token(_state_engine(lazy_loaded_from) or DEFAULT)
+        if passive is not None:
+            kw["passive"] = passive
+        return super()._identity_lookup(
+            mapper,
+            primary_key_identity,
+            identity_token=identity_token,
+            lazy_loaded_from=lazy_loaded_from,
+            **kw,
+        )
+
+    def get(self, entity, ident, *, identity_token=None, bind_arguments=None, **kw):
+        if identity_token is not None or (
+            bind_arguments and bind_arguments.get("bind") is not None
+        ):
+            return super().get(
+                entity,
+                ident,
+                identity_token=identity_token,
+                bind_arguments=bind_arguments,
+                **kw,
+            )
+        name = self._dbr_choose(_model_of(entity), False)
+        source = "using_bind" if self._dbr_pins else "a router"
+        for each in name if isinstance(name, list) else (name,):
+            found = super().get(
+                entity,
+                ident,
+                identity_token=_token(each),
+                bind_arguments={"bind": self.engine(each, source)},
+                **kw,
+            )
+            if found is not None:
+                return found
+        return None
+
+    def get_one(self, entity, ident, **kw):
+        found = self.get(entity, ident, **kw)
+        if found is None:
+            raise NoResultFound("No row was found when one was required")
+        return found
+
+    # -- pinning -----------------------------------------------------------------
+
+    def using_bind(self, name):
+        """Pin the engine *name*: a handle, and a context manager.
+
+        ``session.using_bind("archive").scalars(stmt)`` runs one statement
+        there; ``with session.using_bind("archive"):`` pins every statement,
+        ``get()`` and new object inside the block.  Objects that were loaded
+        keep their own engine.  The session is the same, and so is its
+        transaction.
+        """
+        from .binding import BoundSession
+
+        self.engine(name, "using_bind")
+        return BoundSession(self, name)
+
+    def add(self, instance, _warn=True):
+        if self._dbr_pins:
+            state = inspect(instance)
+            if state.key is None:
+                state.identity_token = self._dbr_pins[-1]
+        super().add(instance, _warn=_warn)
+
+    # -- flushing ------------------------------------------------------------------
+
+    def flush(self, objects=None):
+        if self._flushing or self._is_clean():
+            return super().flush(objects)
+        groups = self._dbr_plan_flush(objects)
+        if len(groups) <= 1:
+            name = next(iter(groups), DEFAULT)
+            self._dbr_flush_bind = self.engine(name, "a router")
+            try:
+                super().flush(objects)
+            finally:
+                self._dbr_flush_bind = None
+            return
+        for name in self._dbr_flush_order(groups):
+            self._dbr_flush_bind = self.engine(name, "a router")
+            try:
+                super().flush([state.obj() for state in groups[name]])
+            finally:
+                self._dbr_flush_bind = None
+
+    def _dbr_plan_flush(self, objects):
+        """Route every object to be flushed; return ``{engine: [states]}``."""
+        only = None
+        if objects is not None:
+            only = {inspect(o) for o in objects}
+        groups = {}
+        for state in list(self._new):
+            if only is not None and state not in only:
+                continue
+            name = state.identity_token
+            if name is None:
+                name = self._dbr_route_new(state)
+            self.engine(name, "a router")
+            state.identity_token = _token(name)
+            groups.setdefault(name, []).append(state)
+        for state in (*self._deleted, *self.identity_map._modified):
+            if state.key is None or (only is not None and state not in only):
+                continue
+            groups.setdefault(state.key[2] or DEFAULT, []).append(state)
+        if self._dbr_multi:
+            self._dbr_check_relations(groups)
+        return groups
+
+    def _dbr_route_new(self, state):
+        obj = state.obj()
+        model = state.class_
+        key = getattr(model, "__bind_key__", None)
+        if key is not None:
+            return key
+        if self.routers.has_write:
+            answer = self.routers.db_for_write(
+                model, **self._dbr_hints({"instance": obj})
+            )
+            if answer is not None:
+                return answer
+        if self._dbr_multi:
+            # Django's instance hint: a new object related to one whose engine
+            # is known goes with it
+            for prop in state.mapper.relationships:
+                for other in _related(state, prop):
+                    name = _state_engine(inspect(other))
+                    if name is not None:
+                        return name
+        return DEFAULT
+
+    def _dbr_check_relations(self, groups):
+        for name, states in groups.items():
+            for state in states:
+                for prop in state.mapper.relationships:
+                    for other in _related(state, prop):
+                        other_name = _state_engine(inspect(other)) or DEFAULT
+                        if other_name != name:
+                            self._dbr_allow_relation(
+                                state.obj(), name, other, other_name
+                            )
+
+    def _dbr_allow_relation(self, obj, name, other, other_name):
+        allowed = self.routers.allow_relation(obj, other, **self._dbr_hints({}))
+        if not allowed:
+            why = "a router refused it" if allowed is False else "no router allowed it"
+            raise CrossDatabaseRelationError(
+                f"{type(obj).__name__} in engine {name!r} cannot be related to "
+                f"{type(other).__name__} in engine {other_name!r}: {why} "
+                "(allow_relation); relate objects of one engine, or add a router "
+                "whose allow_relation returns True for them"
+            )
+
+    def _dbr_flush_order(self, groups):
+        """Engines whose rows others refer to are flushed first."""
+        where = {state: name for name, states in groups.items() for state in states}
+        before = {name: set() for name in groups}
+        for state, name in where.items():
+            for prop in state.mapper.relationships:
+                if prop.direction not in (MANYTOONE, ONETOMANY):
+                    continue
+                for other in _related(state, prop):
+                    other_name = where.get(inspect(other))
+                    if other_name is None or other_name == name:
+                        continue
+                    if prop.direction is MANYTOONE:
+                        before[name].add(other_name)
+                    else:
+                        before[other_name].add(name)
+        order = []
+        while before:
+            ready = sorted(n for n, deps in before.items() if not deps) or sorted(
+                before
+            )
+            first = ready[0]
+            order.append(first)
+            del before[first]
+            for deps in before.values():
+                deps.discard(first)
+        return order
+
+
+# -- which engines wrote --------------------------------------------------------
+
+#: set on a connection's ``info`` when it ran a write in the current transaction
+WROTE = "dbrouter.wrote"
+
+
+def _note_write(conn, cursor, statement, parameters, context, executemany):
+    if context is not None and (
+        context.isinsert or context.isupdate or context.isdelete or context.isddl
+    ):
+        conn.info[WROTE] = True
+    elif sql_writes(statement):
+        conn.info[WROTE] = True
+
+
+def track_writes(engine):
+    """Remember, per connection, whether the transaction wrote.
+
+    Only applications with more than one engine need to know which engines
+    wrote, so only their engines pay for this listener.
+    """
+    from sqlalchemy import event
+
+    if not event.contains(engine, "before_cursor_execute", _note_write):
+        event.listen(engine, "before_cursor_execute", _note_write)

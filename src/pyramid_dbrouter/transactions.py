@@ -1,0 +1,154 @@
+"""Sessions joined to a transaction manager, and what happens at commit.
+
+A request's session is joined to ``request.tm`` through zope.sqlalchemy, as
+in Pylons' cookiecutter-starter.  What happens at commit depends on how many
+engines *wrote* (ran INSERT, UPDATE, DELETE or DDL) in the transaction:
+
+============================  ==========================================
+engines that wrote            at commit
+============================  ==========================================
+none                          every engine rolled back
+one                           ordinary one-phase commit
+two or more                   :class:`UnsafeCommitError`, all rolled back
+============================  ==========================================
+
+Savepoints never reset what an engine has written.
+"""
+
+from collections.abc import Mapping
+from contextlib import contextmanager
+
+import transaction
+import zope.sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+
+from .engines import EngineRegistry
+from .exceptions import UnsafeCommitError
+from .routers import RouterChain, check_router
+from .session import WROTE, RoutingSession, track_writes
+from .settings import DEFAULT
+
+
+def _after_begin(session, session_transaction, connection):
+    if not session_transaction.nested:
+        # the DBAPI connection's info outlives this checkout: start clean
+        connection.info.pop(WROTE, None)
+
+
+def writers(session):
+    """The names of the engines that wrote in *session*'s transaction."""
+    root = session.get_transaction()
+    if root is None:
+        return []
+    seen, names = set(), []
+    for conn, *_ in root._connections.values():
+        if id(conn) in seen:
+            continue
+        seen.add(id(conn))
+        if conn.info.get(WROTE):
+            names.append(session.engines.name_of(conn.engine) or str(conn.engine.url))
+    return sorted(names)
+
+
+def _before_commit(session):
+    if session.in_nested_transaction():
+        return
+    wrote = writers(session)
+    if len(wrote) > 1:
+        raise UnsafeCommitError(
+            f"engines {', '.join(repr(n) for n in wrote)} all wrote in one "
+            "transaction, and they cannot be committed atomically together "
+            "(at most one engine without two-phase support may write); nothing "
+            "was committed. Write to one of them per transaction, or move the "
+            "data to engines that support two-phase commit."
+        )
+
+
+def get_session_factory(engine, routers=None, **session_options):
+    """A session factory (``sessionmaker``) of :class:`RoutingSession`.
+
+    *engine* is the ``default`` Engine (the cookiecutter-starter's
+    signature), a mapping of names to Engines, or an ``EngineRegistry``;
+    *routers* a sequence of routers or a ``RouterChain``.
+    """
+    if isinstance(engine, EngineRegistry):
+        engines = engine
+    else:
+        engines = EngineRegistry()
+        items = engine.items() if isinstance(engine, Mapping) else [(DEFAULT, engine)]
+        for name, each in items:
+            if not isinstance(each, Engine):
+                raise TypeError(f"engine {name!r}: {each!r} is not an Engine")
+            engines.add(name, each)
+    if not isinstance(routers, RouterChain):
+        routers = RouterChain([check_router(r) for r in routers or ()])
+    factory = sessionmaker(
+        class_=RoutingSession, engines=engines, routers=routers, **session_options
+    )
+    if engines.is_multi():
+        for _name, each in engines.static_items():
+            track_writes(each)
+        event.listen(factory, "after_begin", _after_begin)
+        event.listen(factory, "before_commit", _before_commit)
+    return factory
+
+
+def get_tm_session(session_factory, transaction_manager, request=None):
+    """A session from *session_factory* joined to *transaction_manager*.
+
+    As in the cookiecutter-starter: the transaction manager commits or
+    aborts it; ``request`` (or None) is passed to routers as a hint.
+    """
+    dbsession = session_factory(info={"request": request})
+    zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
+    if isinstance(dbsession, RoutingSession):
+        dbsession._dbr_tm = transaction_manager
+    return dbsession
+
+
+def request_dbsession(request):
+    """``request.dbsession``: one session per request, joined to ``request.tm``.
+
+    ``request.environ["app.dbsession"]`` replaces it (a test seam: the
+    cookiecutter-starter's ``testapp`` fixture shares one doomed session).
+    """
+    dbsession = request.environ.get("app.dbsession")
+    if dbsession is None:
+        factory = request.registry["dbsession_factory"]
+        dbsession = get_tm_session(factory, request.tm, request=request)
+    return dbsession
+
+
+@contextmanager
+def session_scope(registry_or_settings, request=None):
+    """One transaction for a script or a thread, outside any request.
+
+    ``registry_or_settings`` is a Pyramid registry (its session factory is
+    used) or a settings mapping (engines are made from it, and disposed of at
+    the end).  The transaction commits when the block ends, or aborts if it
+    raises::
+
+        with session_scope(env["registry"]) as dbsession:
+            dbsession.add(Photo(title="dawn"))
+    """
+    from .config import build_from_settings
+
+    owned = None
+    factory = None
+    if hasattr(registry_or_settings, "registerUtility"):
+        factory = registry_or_settings.get("dbsession_factory")
+    if factory is None:
+        settings = (
+            getattr(registry_or_settings, "settings", None) or registry_or_settings
+        )
+        state = build_from_settings(settings)
+        factory, owned = state.factory, state.engines
+    manager = transaction.TransactionManager(explicit=True)
+    try:
+        with manager:
+            yield get_tm_session(factory, manager, request=request)
+    finally:
+        if owned is not None:
+            owned.dispose()
