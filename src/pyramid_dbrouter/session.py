@@ -23,9 +23,10 @@ the objects they link and ORM bulk statements keep working (a per-object
 """
 
 import re
+import warnings
 
 from sqlalchemy import inspect
-from sqlalchemy.exc import NoResultFound
+from sqlalchemy.exc import NoResultFound, SADeprecationWarning
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 from sqlalchemy.sql.ddl import ExecutableDDLElement
@@ -353,7 +354,12 @@ class RoutingSession(Session):
         for name in self._dbr_flush_order(groups):
             self._dbr_flush_bind = self.engine(name, "a router")
             try:
-                super().flush([state.obj() for state in groups[name]])
+                with warnings.catch_warnings():
+                    # flush(objects) is deprecated in SQLAlchemy 2.1, but it is
+                    # the one way to flush each engine's objects, association
+                    # rows included, with that engine bound
+                    warnings.simplefilter("ignore", SADeprecationWarning)
+                    super().flush([state.obj() for state in groups[name]])
             finally:
                 self._dbr_flush_bind = None
 
@@ -363,44 +369,78 @@ class RoutingSession(Session):
         if objects is not None:
             only = {inspect(o) for o in objects}
         groups = {}
+        undecided = []
         for state in list(self._new):
             if only is not None and state not in only:
                 continue
             name = state.identity_token
             if name is None:
-                name = self._dbr_route_new(state)
-            self.engine(name, "a router")
-            state.identity_token = _token(name)
-            groups.setdefault(name, []).append(state)
+                name = self._dbr_decide_new(state)
+            if name is None:
+                undecided.append(state)
+            else:
+                self._dbr_assign(state, name, groups)
         for state in (*self._deleted, *self.identity_map._modified):
             if state.key is None or (only is not None and state not in only):
                 continue
             groups.setdefault(state.key[2] or DEFAULT, []).append(state)
+        if undecided:
+            self._dbr_follow_relations(undecided, groups)
         if self._dbr_multi:
             self._dbr_check_relations(groups)
         return groups
 
-    def _dbr_route_new(self, state):
-        obj = state.obj()
+    def _dbr_assign(self, state, name, groups):
+        self.engine(name, "a router")
+        state.identity_token = _token(name)
+        groups.setdefault(name, []).append(state)
+
+    def _dbr_decide_new(self, state):
+        """``__bind_key__``, then routers; None when all abstain."""
         model = state.class_
         key = getattr(model, "__bind_key__", None)
         if key is not None:
             return key
         if self.routers.has_write:
-            answer = self.routers.db_for_write(
-                model, **self._dbr_hints({"instance": obj})
-            )
-            if answer is not None:
-                return answer
+            hints = self._dbr_hints({"instance": state.obj()})
+            return self.routers.db_for_write(model, **hints)
+        return None
+
+    def _dbr_follow_relations(self, undecided, groups):
+        """Django's instance hint: a new object nobody routed goes with the
+        objects it is related to, in either direction; else to ``default``."""
+        pending = set(undecided)
         if self._dbr_multi:
-            # Django's instance hint: a new object related to one whose engine
-            # is known goes with it
-            for prop in state.mapper.relationships:
-                for other in _related(state, prop):
-                    name = _state_engine(inspect(other))
-                    if name is not None:
-                        return name
-        return DEFAULT
+            known = [s for states in groups.values() for s in states]
+            for state in undecided:
+                for prop in state.mapper.relationships:
+                    for other in _related(state, prop):
+                        other_state = inspect(other)
+                        if other_state.key is not None:
+                            known.append(other_state)
+            while known and pending:
+                state = known.pop()
+                name = _state_engine(state) or DEFAULT
+                for prop in state.mapper.relationships:
+                    for other in _related(state, prop):
+                        other_state = inspect(other)
+                        if other_state in pending:
+                            pending.discard(other_state)
+                            self._dbr_assign(other_state, name, groups)
+                            known.append(other_state)
+                # the other direction: pending objects that point at this one
+                for other_state in list(pending):
+                    for prop in other_state.mapper.relationships:
+                        if any(
+                            inspect(o) is state for o in _related(other_state, prop)
+                        ):
+                            pending.discard(other_state)
+                            self._dbr_assign(other_state, name, groups)
+                            known.append(other_state)
+                            break
+        for state in undecided:
+            if state in pending:
+                self._dbr_assign(state, DEFAULT, groups)
 
     def _dbr_check_relations(self, groups):
         for name, states in groups.items():

@@ -55,6 +55,9 @@ def writers(session):
 def _before_commit(session):
     if session.in_nested_transaction():
         return
+    # SQLAlchemy calls this hook before its final flush: flush now, so that
+    # every write is known before anything commits
+    session.flush()
     wrote = writers(session)
     if len(wrote) > 1:
         raise UnsafeCommitError(

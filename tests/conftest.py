@@ -1,0 +1,34 @@
+"""Fixtures shared by the suites: SQLite engines in files of tmp_path."""
+
+import pytest
+from sqlalchemy import create_engine
+
+from sample import Base
+
+# pytest_plugins = ("server_fixtures",)
+
+
+@pytest.fixture
+def sqlite_engines(tmp_path):
+    """``make(*names)`` -> ``{name: Engine}``, one SQLite file each, tables made."""
+    made = []
+
+    def make(*names, create=True):
+        engines = {}
+        for name in names:
+            engine = create_engine(f"sqlite:///{tmp_path / name}.db")
+            if create:
+                Base.metadata.create_all(engine)
+            engines[name] = engine
+            made.append(engine)
+        return engines
+
+    yield make
+    for engine in made:
+        engine.dispose()
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    """The path of the SQLite file of an engine made by ``sqlite_engines``."""
+    return lambda name: str(tmp_path / f"{name}.db")
