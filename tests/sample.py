@@ -139,3 +139,15 @@ def rows(path, sql):
     """Read a SQLite file directly, bypassing SQLAlchemy and the session."""
     with sqlite3.connect(path) as conn:
         return conn.execute(sql).fetchall()
+
+
+class EverythingTo_a(EverythingTo):  # noqa: N801 - named for settings files
+    def __init__(self):
+        super().__init__("a")
+
+
+class Reads:
+    """Reads of every model from ``replica``."""
+
+    def db_for_read(self, model, **hints):
+        return "replica"

@@ -1,0 +1,123 @@
+"""The router chain: Django's protocol, with misspellings caught at start-up."""
+
+import pytest
+from pyramid.exceptions import ConfigurationError
+
+from pyramid_dbrouter import RouterAnswerError, RouterChain
+from pyramid_dbrouter.routers import check_router
+
+
+class Reads:
+    def db_for_read(self, model, **hints):
+        return "replica"
+
+
+class Abstains:
+    def db_for_read(self, model, **hints):
+        return None
+
+    def db_for_write(self, model, **hints):
+        return None
+
+
+def test_the_first_answer_that_is_not_none_wins():
+    chain = RouterChain([Abstains(), Reads(), check_router(Reads)])
+    assert chain.db_for_read(object) == "replica"
+    assert chain.db_for_write(object) is None
+    assert chain.allow_relation(1, 2) is None
+    assert chain.allow_migrate("default", object) is None
+
+
+def test_a_list_means_fan_out_and_one_name_is_just_a_name():
+    class Many:
+        def db_for_read(self, model, **hints):
+            return ["a", "b", "a"]
+
+    class One:
+        def db_for_read(self, model, **hints):
+            return ("a",)
+
+    assert RouterChain([Many()]).db_for_read(None) == ["a", "b"]
+    assert RouterChain([One()]).db_for_read(None) == "a"
+
+
+def test_a_class_is_instantiated():
+    assert isinstance(check_router(Reads), Reads)
+
+
+def test_a_misspelt_method_is_refused():
+    class Typo:
+        def db_for_reed(self, model, **hints):
+            return "replica"
+
+    with pytest.raises(
+        ConfigurationError, match="'db_for_reed'.*did you mean 'db_for_read'"
+    ):
+        check_router(Typo())
+
+
+def test_a_lookalike_method_is_refused_next_to_good_ones():
+    class Extra:
+        def db_for_write(self, model, **hints):
+            return None
+
+        def allow_relations(self, a, b, **hints):
+            return True
+
+    with pytest.raises(ConfigurationError, match="'allow_relations'"):
+        check_router(Extra)
+
+
+def test_a_router_without_any_method_is_refused():
+    class Nothing:
+        def route(self):
+            pass
+
+    with pytest.raises(ConfigurationError, match="defines none of the router methods"):
+        check_router(Nothing())
+
+
+def test_a_router_class_needing_arguments_is_explained():
+    class Needs:
+        def __init__(self, name):
+            pass
+
+        def db_for_read(self, model, **hints):
+            return None
+
+    with pytest.raises(ConfigurationError, match="pass an instance instead"):
+        check_router(Needs)
+
+
+@pytest.mark.parametrize("answer", [42, b"a", ["a", 3], [], {"a"}])
+def test_answers_that_are_not_names_are_refused(answer):
+    class Odd:
+        def db_for_read(self, model, **hints):
+            return answer
+
+        def db_for_write(self, model, **hints):
+            return answer
+
+    chain = RouterChain([Odd()])
+    with pytest.raises(RouterAnswerError, match="Odd.db_for_read returned"):
+        chain.db_for_read(None)
+    with pytest.raises(RouterAnswerError, match="expected an engine name"):
+        chain.db_for_write(None)
+
+
+def test_db_for_write_may_not_fan_out():
+    class Both:
+        def db_for_write(self, model, **hints):
+            return ["a", "b"]
+
+    with pytest.raises(RouterAnswerError, match=r"\(str\) or None"):
+        RouterChain([Both()]).db_for_write(None)
+
+
+def test_allow_answers_must_be_booleans():
+    class Vague:
+        def allow_relation(self, a, b, **hints):
+            return "yes"
+
+    with pytest.raises(RouterAnswerError, match="True, False or None"):
+        RouterChain([Vague()]).allow_relation(1, 2)
