@@ -5,7 +5,7 @@ from sqlalchemy import create_engine
 
 from sample import Base
 
-# pytest_plugins = ("server_fixtures",)
+pytest_plugins = ("server_fixtures",)
 
 
 @pytest.fixture

@@ -91,9 +91,9 @@ def order_by(ordering):
 
 
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    suppress_health_check=list(HealthCheck),
 )
 @given(
     photos=photo_rows,
@@ -116,7 +116,7 @@ def test_merged_entities_equal_one_database_holding_every_row(
 @settings(
     max_examples=30,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    suppress_health_check=list(HealthCheck),
 )
 @given(photos=photo_rows, ordering=orderings, limit=st.integers(1, 6))
 def test_merged_columns_equal_one_database_holding_every_row(

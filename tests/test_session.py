@@ -7,6 +7,7 @@ object that was loaded always stays with the engine it came from.
 
 import pytest
 from sqlalchemy import insert, select, update
+from sqlalchemy.orm import joinedload, selectinload, subqueryload
 
 from pyramid_dbrouter import (
     CrossDatabaseRelationError,
@@ -165,6 +166,20 @@ class TestObjectsStayWithTheirEngine:
         assert photo.title == "in b"  # the refresh went to "b", not "a"
         session.refresh(album)
         assert bind_of(album) == "b"
+
+    @pytest.mark.parametrize("engine", ["b", "default"])
+    @pytest.mark.parametrize("loader", [selectinload, joinedload, subqueryload])
+    def test_eager_loads_use_the_parents_engine(self, engines, engine, loader):
+        for name in ("a", engine):
+            session = make_session(engines)
+            with session.using_bind(name):
+                session.add(Album(id=1, title=name, photos=[Photo(id=1, title=name)]))
+            session.commit()
+        session = make_session(engines, EverythingTo("a"))  # routers say "a"
+        statement = select(Album).options(loader(Album.photos))
+        album = session.using_bind(engine).scalars(statement).unique().one()
+        assert "photos" in album.__dict__  # loaded eagerly, not lazily
+        assert [(p.title, bind_of(p)) for p in album.photos] == [(engine, engine)]
 
     def test_new_objects_related_to_a_loaded_one_go_with_it(self, engines, db_path):
         session = make_session(engines)

@@ -166,11 +166,19 @@ class RoutingSession(Session):
 
     def _dbr_inherited(self, statement, execution_options):
         """The engine a loader statement must use: its parent object's."""
-        name = execution_options.get(BIND_OPTION) or statement._execution_options.get(
-            BIND_OPTION
-        )
+        statement_options = statement._execution_options
+        name = execution_options.get(BIND_OPTION) or statement_options.get(BIND_OPTION)
         if name is not None:
             return name
+        if statement_options:
+            # a subquery eager load carries its parent query's options: the
+            # identity token of an engine, or none for ``default``
+            token = statement_options.get("identity_token")
+            if token is not None:
+                return token
+            for key in statement_options:
+                if type(key) is tuple and key[0] == "orig_query":
+                    return DEFAULT
         top = execution_options.get("sa_top_level_orm_context")
         if top is not None:
             bind = top.bind_arguments.get("bind")

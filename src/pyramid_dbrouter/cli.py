@@ -1,0 +1,379 @@
+"""The ``dbrouter`` command: what an application's engines and routers are,
+where a model's rows go, and creating its tables.
+
+::
+
+    dbrouter show development.ini
+    dbrouter show development.ini --explain myapp.models:Photo
+    dbrouter init-db development.ini
+
+The application is loaded from its ini file as ``pserve`` loads it.  ``show``
+never connects to a database, so it answers with every database down;
+``init-db`` connects only to the engines it has tables for.  Passwords are
+masked everywhere, error messages included.
+"""
+
+import argparse
+import re
+import sys
+from contextlib import contextmanager
+
+import sqlalchemy
+from pyramid.path import DottedNameResolver
+from sqlalchemy.exc import SQLAlchemyError
+
+from .config import get_state
+from .exceptions import DBRouterError
+from .migrate import allowed_tables, init_db
+from .routers import RouterChain
+from .settings import DEFAULT, mask_url
+
+EXIT_OK = 0
+#: a database refused or failed what was asked of it
+EXIT_FAILED = 1
+#: bad arguments, or an ini file, application or router that does not work
+EXIT_USAGE = 2
+
+# drivers also take passwords as query parameters (``?password=...``), which
+# ``render_as_string(hide_password=True)`` leaves in the clear
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&][^=&#\s]*(?:pass|pwd|secret|token)[^=&#\s]*=)[^&#\s)'\"]*"
+)
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+ABSTAINED = "default: every router abstained"
+TWOPHASE = {
+    "auto": "auto (two-phase commit when two or more engines wrote)",
+    "off": "off (a transaction where two engines wrote is refused)",
+}
+
+
+class CommandError(Exception):
+    """What went wrong, as one line for stderr, and the exit status."""
+
+    def __init__(self, message, code=EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+def masked(url):
+    """*url* as a string, its password and password-like parameters masked."""
+    return _SECRET_QUERY.sub(r"\1***", mask_url(url))
+
+
+def scrub(text, secrets=()):
+    """*text* on one line, with URL passwords and the known *secrets* masked."""
+    text = " ".join(str(text).split())
+    text = _SECRET_QUERY.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _secrets(state):
+    found = set()
+    for _name, engine in state.engines.static_items():
+        query = engine.url.query.items()
+        found.add(engine.url.password)
+        found.update(str(v) for k, v in query if _SECRET_QUERY.search(f"?{k}="))
+    # masking a very short "password" would garble every message
+    return {s for s in found if s and len(s) > 3}
+
+
+def _load_error(config_uri, exc):
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot read {config_uri!r}: {exc.strerror}"
+    # errors raised inside config actions come wrapped, with no useful location
+    exc = getattr(exc, "evalue", None) or exc
+    kind = "" if isinstance(exc, LookupError | ValueError) else type(exc).__name__
+    return (
+        f"cannot load the application from {config_uri!r}: {kind}{kind and ': '}{exc}"
+    )
+
+
+@contextmanager
+def loaded_app(config_uri):
+    """Load the application of *config_uri*; yield its registry and dbrouter
+    state; then dispose of the engines' pools and close the environment."""
+    from pyramid.paster import bootstrap, setup_logging
+
+    try:
+        setup_logging(config_uri)
+        env = bootstrap(config_uri)
+    except Exception as exc:
+        raise CommandError(_load_error(config_uri, exc)) from exc
+    try:
+        if env["registry"].get("dbrouter") is None:
+            raise CommandError(
+                f"the application of {config_uri!r} does not use pyramid_dbrouter; "
+                'its main() should call config.include("pyramid_dbrouter")'
+            )
+        state = get_state(env["registry"])
+        try:
+            yield env["registry"], state
+        except CommandError as exc:
+            raise CommandError(scrub(exc, _secrets(state)), exc.code) from exc
+        finally:
+            state.engines.dispose()
+    finally:
+        env["closer"]()
+
+
+def _columns(rows, indent="  "):
+    """*rows* of strings as lines, each column but the last padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    pad = "".join
+    return [
+        indent
+        + pad(c.ljust(w + 2) for c, w in zip(row, widths, strict=False))
+        + row[-1]
+        for row in rows
+    ]
+
+
+# -- show -----------------------------------------------------------------------
+
+
+def _dotted(obj):
+    """The dotted name of a class or function, or of an instance's class."""
+    if not hasattr(obj, "__qualname__"):
+        obj = type(obj)
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def router_names(registry, state):
+    """``[(router, name)]`` in the order routers are asked: the name given to
+    ``add_db_router``, by default the router's class dotted name."""
+    given = {
+        id(entry["introspectable"]["router"]): entry["introspectable"].title
+        for entry in registry.introspector.get_category("dbrouter routers", ())
+    }
+    return [(r, given.get(id(r), _dotted(r))) for r in state.chain.routers]
+
+
+def describe_config(registry, state):
+    """Lines: the engines, engine factories, routers and transaction settings."""
+    engines = state.engines
+    lines = ["engines:"]
+    lines += _columns(
+        [(n, e.dialect.name, masked(e.url)) for n, e in engines.static_items()]
+    )
+    if engines.factories:
+        lines.append("engines made on demand (engine factories):")
+        lines += _columns(
+            [(f"{p}:KEY", _dotted(f)) for p, f in sorted(engines.factories.items())]
+        )
+    routers = router_names(registry, state)
+    if routers:
+        lines.append("routers, asked in this order:")
+        lines += [f"  {i}. {name}" for i, (_r, name) in enumerate(routers, 1)]
+    else:
+        lines.append("routers: none (models go to their __bind_key__, or to default)")
+    parsed = state.settings
+    lines.append("transactions:")
+    rows = [("twophase", TWOPHASE.get(parsed.twophase, parsed.twophase))]
+    rows += [("coordinator", parsed.coordinator), ("xid prefix", parsed.xid_prefix)]
+    lines += _columns(rows)
+    lines.append(f"init-db metadata: {parsed.metadata or 'none (dbrouter.metadata)'}")
+    return lines
+
+
+def resolve_model(dotted, state):
+    """The mapped class named *dotted*, ``pkg.module:Class`` or ``pkg.module.Class``."""
+    resolver = DottedNameResolver()
+    try:
+        model = resolver.resolve(dotted)
+    except (ImportError, ValueError, LookupError) as exc:
+        raise CommandError(
+            f"--explain {dotted!r}: cannot import it ({exc}); name a mapped class "
+            "as package.module:Class or package.module.Class"
+        ) from exc
+    if isinstance(model, type) and sqlalchemy.inspect(model, raiseerr=False):
+        return model
+    known = ""
+    base = resolver.maybe_resolve(state.settings.metadata or None)
+    if hasattr(base, "registry"):
+        names = sorted(_dotted(m.class_) for m in base.registry.mappers)
+        known = "; the mapped classes of dbrouter.metadata are " + ", ".join(names)
+    raise CommandError(f"--explain {dotted!r}: {model!r} is not a mapped class{known}")
+
+
+def _ask(routers, method, *args, **hints):
+    """``(answer, rule)`` of the first router with an opinion, or ``(None, None)``."""
+    for router, name in routers:
+        if not hasattr(router, method):
+            continue
+        try:
+            # a one-router chain checks the answer's type as the session would
+            answer = getattr(RouterChain([router]), method)(*args, **hints)
+        except Exception as exc:
+            return None, f"router {name} raised {type(exc).__name__}: {exc}"
+        if answer is not None:
+            return answer, f"router {name}"
+    return None, None
+
+
+def _where(answer, state):
+    if answer is None:
+        return "?"
+    names = answer if isinstance(answer, list) else [answer]
+    factories = state.engines.factories
+    unknown = [
+        n
+        for n in names
+        if n not in state.engines.names() and n.partition(":")[0] not in factories
+    ]
+    shown = f"fan-out to {', '.join(names)}" if isinstance(answer, list) else answer
+    return shown + (f" (!! not configured: {', '.join(unknown)})" if unknown else "")
+
+
+def explain(model, routers, state):
+    """Lines: where *model*'s reads and writes go, on which engines init-db
+    creates its table, and which rule decided each (in the session's order)."""
+    table = sqlalchemy.inspect(model).local_table
+    bind_key = getattr(model, "__bind_key__", None)
+    rows = []
+    for verb, method in (("reads", "db_for_read"), ("writes", "db_for_write")):
+        if bind_key is not None:
+            answer, rule = bind_key, "__bind_key__ (routers are not asked)"
+        else:
+            answer, rule = _ask(routers, method, model, request=None)
+            if rule is None:
+                answer, rule = DEFAULT, ABSTAINED
+        rows.append((verb, _where(answer, state), f"<- {rule}"))
+    lines = [f"{_dotted(model)} (table {table.name}):", *_columns(rows)]
+    lines.append("  its table, on each engine (allow_migrate, as init-db decides):")
+    # as migrate.allowed_tables: the routers first, then the bind key, then yes
+    key = bind_key or table.info.get("bind_key")
+    rows = []
+    for name in state.engines.names():
+        allowed, rule = _ask(routers, "allow_migrate", name, model, table=table)
+        if rule is None:
+            allowed = key is None or key == name
+            rule = f"__bind_key__ = {key}" if key else ABSTAINED
+        rows.append((name, {True: "yes", False: "no"}.get(allowed, "?"), f"<- {rule}"))
+    lines += _columns(rows, indent="    ")
+    lines.append(
+        "  (using_bind() overrides all this; loaded objects stay with their engine)"
+    )
+    return lines
+
+
+def show(args, out):
+    with loaded_app(args.config_uri) as (registry, state):
+        model = resolve_model(args.explain, state) if args.explain else None
+        lines = describe_config(registry, state)
+        if model is not None:
+            lines += ["", *explain(model, router_names(registry, state), state)]
+    print("\n".join(lines), file=out)
+    return EXIT_OK
+
+
+# -- init-db ----------------------------------------------------------------------
+
+
+def _db_error(exc):
+    """The first line of the driver's own message, without SQLAlchemy's wrapping."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _existing(state):
+    """``{engine: {names of its tables that exist}}``, asking only the engines
+    init-db will touch: the others may be down, or not ours to connect to."""
+    there = {}
+    for name, engine in state.engines.static_items():
+        tables = allowed_tables(state.chain, name, state.metadata)
+        try:
+            inspector = sqlalchemy.inspect(engine) if tables else None
+            there[name] = {
+                t.name for t in tables if inspector.has_table(t.name, t.schema)
+            }
+        except SQLAlchemyError as exc:
+            message = f"engine {name} ({masked(engine.url)}): {_db_error(exc)}"
+            raise CommandError(message, EXIT_FAILED) from exc
+    return there
+
+
+def init_db_command(args, out):
+    with loaded_app(args.config_uri) as (registry, state):
+        if state.metadata is None:
+            raise CommandError(
+                f"{args.config_uri!r} has no dbrouter.metadata setting: init-db needs "
+                "the dotted name of the MetaData or declarative base whose tables it "
+                "creates, e.g. dbrouter.metadata = myapp.models:Base"
+            )
+        try:
+            there = _existing(state)
+            allowed = init_db(registry)
+        except DBRouterError as exc:  # a router's allow_migrate answered nonsense
+            raise CommandError(str(exc)) from exc
+        except SQLAlchemyError as exc:
+            raise CommandError(
+                f"init-db failed: {_db_error(exc)}", EXIT_FAILED
+            ) from exc
+    rows = []
+    for name, tables in allowed.items():
+        created = [t for t in tables if t not in there[name]]
+        old = [t for t in tables if t in there[name]]
+        said = [f"created {', '.join(created)}"] if created else []
+        said += [f"already there: {', '.join(old)}"] if old else []
+        rows.append((name, "; ".join(said) or "no tables (allow_migrate allows none)"))
+    print("\n".join(_columns(rows, indent="")), file=out)
+    return EXIT_OK
+
+
+# -- the command line -------------------------------------------------------------
+
+
+def make_parser():
+    parser = argparse.ArgumentParser(
+        prog="dbrouter",
+        description="Inspect and set up the databases of a Pyramid application "
+        "that uses pyramid_dbrouter.",
+        epilog="Exit status: 0 on success, 1 when a database failed, 2 for bad "
+        "arguments or an application that cannot be loaded.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    uri = {"metavar": "CONFIG_URI", "help": "the application's ini file (FILE[#APP])"}
+
+    cmd = commands.add_parser(
+        "show",
+        help="list engines (passwords masked), routers and transaction settings",
+        description="List the engines (passwords masked), the engine factories, "
+        "the routers in the order they are asked, and the two-phase commit "
+        "settings. Never connects to a database.",
+    )
+    cmd.add_argument("config_uri", **uri)
+    cmd.add_argument(
+        "--explain",
+        metavar="MODEL",
+        help="also say where reads and writes of MODEL go, on which engines "
+        "init-db creates its table, and which rule decided; MODEL is a mapped "
+        "class, as package.module:Class or package.module.Class",
+    )
+    cmd.set_defaults(run=show, command="show")
+
+    cmd = commands.add_parser(
+        "init-db",
+        help="create the tables of dbrouter.metadata where allow_migrate allows",
+        description="Create, on each configured engine, the tables of the "
+        "dbrouter.metadata setting that the routers' allow_migrate allows there. "
+        "Tables that exist are left alone.",
+    )
+    cmd.add_argument("config_uri", **uri)
+    cmd.set_defaults(run=init_db_command, command="init-db")
+    return parser
+
+
+def main(argv=None):
+    """Run ``dbrouter`` with *argv* (by default ``sys.argv[1:]``); return
+    the exit status."""
+    try:
+        args = make_parser().parse_args(argv)
+    except SystemExit as exc:  # after --help, or a usage error argparse printed
+        return exc.code
+    try:
+        return args.run(args, sys.stdout)
+    except CommandError as exc:
+        print(f"dbrouter {args.command}: error: {scrub(exc)}", file=sys.stderr)
+        return exc.code
