@@ -121,3 +121,8 @@ def test_a_dbengine_setting_stands_in_for_default():
     engine = create_engine("sqlite://")
     registry = start({"dbengine": engine})
     assert registry["dbrouter"].engines.default is engine
+
+
+def test_mask_url_hides_passwords_given_as_query_parameters():
+    masked = mask_url("postgresql+psycopg://u@h/db?password=CANARY&sslmode=require")
+    assert "CANARY" not in masked and "sslmode=require" in masked

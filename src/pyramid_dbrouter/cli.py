@@ -41,6 +41,8 @@ _SECRET_QUERY = re.compile(
 )
 _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 ABSTAINED = "default: every router abstained"
+NO_OPINION = "every router abstained, and no __bind_key__"
+PRECEDENCE = "  (using_bind() overrides both; a loaded object stays with its engine)"
 TWOPHASE = {
     "auto": "auto (two-phase commit when two or more engines wrote)",
     "off": "off (a transaction where two engines wrote is refused)",
@@ -60,23 +62,10 @@ def masked(url):
     return _SECRET_QUERY.sub(r"\1***", mask_url(url))
 
 
-def scrub(text, secrets=()):
-    """*text* on one line, with URL passwords and the known *secrets* masked."""
+def scrub(text):
+    """*text* on one line, with the passwords of any URLs in it masked."""
     text = " ".join(str(text).split())
-    text = _SECRET_QUERY.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
-def _secrets(state):
-    found = set()
-    for _name, engine in state.engines.static_items():
-        query = engine.url.query.items()
-        found.add(engine.url.password)
-        found.update(str(v) for k, v in query if _SECRET_QUERY.search(f"?{k}="))
-    # masking a very short "password" would garble every message
-    return {s for s in found if s and len(s) > 3}
+    return _SECRET_QUERY.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 def _load_error(config_uri, exc):
@@ -84,10 +73,9 @@ def _load_error(config_uri, exc):
         return f"cannot read {config_uri!r}: {exc.strerror}"
     # errors raised inside config actions come wrapped, with no useful location
     exc = getattr(exc, "evalue", None) or exc
-    kind = "" if isinstance(exc, LookupError | ValueError) else type(exc).__name__
-    return (
-        f"cannot load the application from {config_uri!r}: {kind}{kind and ': '}{exc}"
-    )
+    if not isinstance(exc, LookupError | ValueError):  # their messages say enough
+        exc = f"{type(exc).__name__}: {exc}"
+    return f"cannot load the application from {config_uri!r}: {exc}"
 
 
 @contextmanager
@@ -110,8 +98,6 @@ def loaded_app(config_uri):
         state = get_state(env["registry"])
         try:
             yield env["registry"], state
-        except CommandError as exc:
-            raise CommandError(scrub(exc, _secrets(state)), exc.code) from exc
         finally:
             state.engines.dispose()
     finally:
@@ -119,13 +105,10 @@ def loaded_app(config_uri):
 
 
 def _columns(rows, indent="  "):
-    """*rows* of strings as lines, each column but the last padded."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    pad = "".join
+    """*rows* of strings as lines, in columns."""
+    widths = [max(map(len, column)) + 2 for column in zip(*rows, strict=True)]
     return [
-        indent
-        + pad(c.ljust(w + 2) for c, w in zip(row, widths, strict=False))
-        + row[-1]
+        indent + "".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
 
@@ -206,7 +189,7 @@ def _ask(routers, method, *args, **hints):
             # a one-router chain checks the answer's type as the session would
             answer = getattr(RouterChain([router]), method)(*args, **hints)
         except Exception as exc:
-            return None, f"router {name} raised {type(exc).__name__}: {exc}"
+            return None, f"router {name} raised {type(exc).__name__}: {scrub(exc)}"
         if answer is not None:
             return answer, f"router {name}"
     return None, None
@@ -216,12 +199,8 @@ def _where(answer, state):
     if answer is None:
         return "?"
     names = answer if isinstance(answer, list) else [answer]
-    factories = state.engines.factories
-    unknown = [
-        n
-        for n in names
-        if n not in state.engines.names() and n.partition(":")[0] not in factories
-    ]
+    known = {*state.engines.names(), *state.engines.factories}
+    unknown = [n for n in names if n not in known and n.split(":")[0] not in known]
     shown = f"fan-out to {', '.join(names)}" if isinstance(answer, list) else answer
     return shown + (f" (!! not configured: {', '.join(unknown)})" if unknown else "")
 
@@ -240,7 +219,7 @@ def explain(model, routers, state):
             if rule is None:
                 answer, rule = DEFAULT, ABSTAINED
         rows.append((verb, _where(answer, state), f"<- {rule}"))
-    lines = [f"{_dotted(model)} (table {table.name}):", *_columns(rows)]
+    lines = [f"{_dotted(model)} (table {table.name}):", *_columns(rows), PRECEDENCE]
     lines.append("  its table, on each engine (allow_migrate, as init-db decides):")
     # as migrate.allowed_tables: the routers first, then the bind key, then yes
     key = bind_key or table.info.get("bind_key")
@@ -249,13 +228,9 @@ def explain(model, routers, state):
         allowed, rule = _ask(routers, "allow_migrate", name, model, table=table)
         if rule is None:
             allowed = key is None or key == name
-            rule = f"__bind_key__ = {key}" if key else ABSTAINED
+            rule = f"__bind_key__ = {key}" if key else NO_OPINION
         rows.append((name, {True: "yes", False: "no"}.get(allowed, "?"), f"<- {rule}"))
-    lines += _columns(rows, indent="    ")
-    lines.append(
-        "  (using_bind() overrides all this; loaded objects stay with their engine)"
-    )
-    return lines
+    return lines + _columns(rows, indent="    ")
 
 
 def show(args, out):
@@ -334,34 +309,38 @@ def make_parser():
         "arguments or an application that cannot be loaded.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    uri = {"metavar": "CONFIG_URI", "help": "the application's ini file (FILE[#APP])"}
 
-    cmd = commands.add_parser(
+    def add(name, run, summary, details):
+        cmd = commands.add_parser(
+            name, help=summary, description=f"{summary}. {details}"
+        )
+        cmd.add_argument(
+            "config_uri", metavar="CONFIG_URI", help="an ini file (FILE[#APP])"
+        )
+        cmd.set_defaults(run=run, command=name)
+        return cmd
+
+    show_cmd = add(
         "show",
-        help="list engines (passwords masked), routers and transaction settings",
-        description="List the engines (passwords masked), the engine factories, "
-        "the routers in the order they are asked, and the two-phase commit "
-        "settings. Never connects to a database.",
+        show,
+        "List the engines (passwords masked), engine factories, routers and "
+        "transaction settings",
+        "Routers are listed in the order they are asked. Never connects to a database.",
     )
-    cmd.add_argument("config_uri", **uri)
-    cmd.add_argument(
+    show_cmd.add_argument(
         "--explain",
         metavar="MODEL",
         help="also say where reads and writes of MODEL go, on which engines "
         "init-db creates its table, and which rule decided; MODEL is a mapped "
         "class, as package.module:Class or package.module.Class",
     )
-    cmd.set_defaults(run=show, command="show")
-
-    cmd = commands.add_parser(
+    add(
         "init-db",
-        help="create the tables of dbrouter.metadata where allow_migrate allows",
-        description="Create, on each configured engine, the tables of the "
-        "dbrouter.metadata setting that the routers' allow_migrate allows there. "
-        "Tables that exist are left alone.",
+        init_db_command,
+        "Create the tables of dbrouter.metadata where allow_migrate allows",
+        "Each engine is given the tables the routers allow there; tables that "
+        "exist are left alone.",
     )
-    cmd.add_argument("config_uri", **uri)
-    cmd.set_defaults(run=init_db_command, command="init-db")
     return parser
 
 

@@ -24,12 +24,16 @@ ENGINE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 #: bytes per id, so the prefix stays short and starts with a letter.
 XID_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$")
 TWOPHASE_MODES = ("auto", "off")
+_SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "passfile", "sslpassword"})
 
 
 def mask_url(url):
     """Return *url* as a string with its password replaced by ``***``."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        # libpq and others also take a password as a query parameter
+        secret = {k: "***" for k in parsed.query if k.lower() in _SECRET_PARAMS}
+        return parsed.update_query_dict(secret).render_as_string(hide_password=True)
     except Exception:
         # not parseable as a URL: mask anything between ``:`` and ``@``
         return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", str(url))
