@@ -297,6 +297,26 @@ def init_db_command(args, out):
     return EXIT_OK
 
 
+# -- recover ----------------------------------------------------------------------
+
+
+def recover_command(args, out):
+    from .recovery import recover
+
+    with loaded_app(args.config_uri) as (registry, _state):
+        try:
+            report = recover(registry, dry_run=args.dry_run, older_than=args.older_than)
+        except SQLAlchemyError as exc:
+            raise CommandError(
+                f"recover failed: {_db_error(exc)}", EXIT_FAILED
+            ) from exc
+    lines = report.lines() or ["no prepared branch of this application"]
+    print("\n".join(scrub(line) for line in lines), file=out)
+    if report.dry_run:
+        return EXIT_OK
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 # -- the command line -------------------------------------------------------------
 
 
@@ -340,6 +360,25 @@ def make_parser():
         "Create the tables of dbrouter.metadata where allow_migrate allows",
         "Each engine is given the tables the routers allow there; tables that "
         "exist are left alone.",
+    )
+    recover_cmd = add(
+        "recover",
+        recover_command,
+        "Finish the two-phase transactions a crash left prepared",
+        "Branches decided COMMIT are committed, the others rolled back (presumed "
+        "abort). Exit status 0 when none of this application's branches remain.",
+    )
+    recover_cmd.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="report what would be done; change nothing",
+    )
+    recover_cmd.add_argument(
+        "--older-than",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="leave alone branches prepared less than SECONDS ago (default 0)",
     )
     return parser
 

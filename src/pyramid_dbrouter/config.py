@@ -15,6 +15,7 @@ from .exceptions import ConfigurationError
 from .routers import RouterChain, check_router
 from .settings import DEFAULT, ENGINE_NAME, check_engine_name, mask_url, parse_settings
 from .transactions import get_session_factory
+from .twophase import TwoPhasePolicy
 
 #: after every engine and router action (order 0 is Pyramid's default)
 PHASE_FINISH = 10
@@ -30,6 +31,7 @@ class DBRouterState:
         self.chain = None
         self.factory = None
         self.metadata = None
+        self.policy = None
 
 
 def get_state(registry):
@@ -141,7 +143,13 @@ def finish(registry):
     if state.settings.metadata:
         state.metadata = resolve_metadata(state.settings.metadata)
     state.chain = RouterChain(state.routers)
-    state.factory = get_session_factory(state.engines, state.chain)
+    state.policy = TwoPhasePolicy(
+        state.engines,
+        mode=state.settings.twophase,
+        coordinator=state.settings.coordinator,
+        prefix=state.settings.xid_prefix,
+    )
+    state.factory = get_session_factory(state.engines, state.chain, state.policy)
     registry["dbsession_factory"] = state.factory
     return state
 

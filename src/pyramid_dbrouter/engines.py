@@ -61,6 +61,8 @@ class EngineRegistry:
         self._names = {}
         self._lock = threading.Lock()
         self._pool = None
+        #: called with each engine a factory makes (write tracking)
+        self.on_new_engine = None
 
     # -- configuration (called from config actions) -------------------------
 
@@ -140,6 +142,8 @@ class EngineRegistry:
                 evicted.append(old)
         if engine is not made:
             made.dispose()
+        elif self.on_new_engine is not None:
+            self.on_new_engine(engine)
         for old in evicted:
             # connections still checked out finish their work; the pool's
             # idle connections close now

@@ -123,8 +123,9 @@ class RoutingSession(Session):
     ``request`` hint.
     """
 
-    def __init__(self, *args, engines, routers, **kw):
+    def __init__(self, *args, engines, routers, policy=None, **kw):
         super().__init__(*args, **kw)
+        self._dbr_policy = policy
         self.engines = engines
         self.routers = routers
         self._dbr_multi = engines.is_multi()
@@ -264,7 +265,7 @@ class RoutingSession(Session):
         finally:
             self._dbr_exec_bind = previous
         if writes and self._dbr_tm is not None:
-            from zope.sqlalchemy import mark_changed
+            from .twophase import mark_changed
 
             mark_changed(self, self._dbr_tm)
         return result

@@ -29,12 +29,7 @@ from .exceptions import UnsafeCommitError
 from .routers import RouterChain, check_router
 from .session import WROTE, RoutingSession, track_writes
 from .settings import DEFAULT
-
-
-def _after_begin(session, session_transaction, connection):
-    if not session_transaction.nested:
-        # the DBAPI connection's info outlives this checkout: start clean
-        connection.info.pop(WROTE, None)
+from .twophase import TwoPhasePolicy, register, start_branch
 
 
 def writers(session):
@@ -69,12 +64,14 @@ def _before_commit(session):
         )
 
 
-def get_session_factory(engine, routers=None, **session_options):
+def get_session_factory(engine, routers=None, policy=None, **session_options):
     """A session factory (``sessionmaker``) of :class:`RoutingSession`.
 
     *engine* is the ``default`` Engine (the cookiecutter-starter's
     signature), a mapping of names to Engines, or an ``EngineRegistry``;
-    *routers* a sequence of routers or a ``RouterChain``.
+    *routers* a sequence of routers or a ``RouterChain``; *policy* the
+    :class:`~pyramid_dbrouter.twophase.TwoPhasePolicy` (``dbrouter.*``
+    defaults if None).
     """
     if isinstance(engine, EngineRegistry):
         engines = engine
@@ -87,13 +84,22 @@ def get_session_factory(engine, routers=None, **session_options):
             engines.add(name, each)
     if not isinstance(routers, RouterChain):
         routers = RouterChain([check_router(r) for r in routers or ()])
+    if policy is None:
+        policy = TwoPhasePolicy(engines)
     factory = sessionmaker(
-        class_=RoutingSession, engines=engines, routers=routers, **session_options
+        class_=RoutingSession,
+        engines=engines,
+        routers=routers,
+        policy=policy,
+        **session_options,
     )
     if engines.is_multi():
+        engines.on_new_engine = track_writes
         for _name, each in engines.static_items():
             track_writes(each)
-        event.listen(factory, "after_begin", _after_begin)
+        # the DBAPI connection's info outlives a checkout: start each
+        # transaction clean; MySQL connections begin as XA branches
+        event.listen(factory, "after_begin", start_branch)
         event.listen(factory, "before_commit", _before_commit)
     return factory
 
@@ -105,9 +111,11 @@ def get_tm_session(session_factory, transaction_manager, request=None):
     aborts it; ``request`` (or None) is passed to routers as a hint.
     """
     dbsession = session_factory(info={"request": request})
-    zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
     if isinstance(dbsession, RoutingSession):
+        register(dbsession, transaction_manager)
         dbsession._dbr_tm = transaction_manager
+    else:
+        zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
     return dbsession
 
 

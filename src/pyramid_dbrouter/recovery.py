@@ -1,0 +1,206 @@
+"""Finishing two-phase transactions that a crash left prepared.
+
+:func:`recover` visits every configured engine that can prepare (each
+database once, however many engines share it), lists the prepared branches
+carrying this application's ``dbrouter.xid_prefix``, and
+
+* commits those whose transaction was decided COMMIT (the decision is read
+  from the coordinator, and from the engines without two-phase support,
+  where last-resource commits keep theirs);
+* rolls back the others -- presumed abort -- after recording an ABORT
+  decision, so that a coordinator still running cannot then record COMMIT;
+* treats "unknown transaction id" as already resolved.
+
+It is idempotent. ``dbrouter recover`` exits 0 when none of this
+application's branches remain.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from .config import get_state
+from .twophase import ABORT, COMMIT, _finish_recovered, decisions
+from .xa import driver_for, parse_xid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    committed: list = field(default_factory=list)
+    rolled_back: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)  # too young (--older-than)
+    failed: list = field(default_factory=list)  # (xid, error)
+    remaining: list = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self):
+        return not self.remaining and not self.failed
+
+    def lines(self):
+        verb = "would " if self.dry_run else ""
+        out = [f"{verb}commit {x}" for x in self.committed]
+        out += [f"{verb}roll back {x}" for x in self.rolled_back]
+        out += [f"left (younger than --older-than) {x}" for x in self.skipped]
+        out += [f"FAILED {x}: {e}" for x, e in self.failed]
+        if not self.dry_run:
+            out += [f"still prepared: {x}" for x in self.remaining]
+        return out
+
+
+def _prepared(engine, prefix):
+    """This application's prepared branches on *engine*'s database."""
+    driver = driver_for(engine)
+    raw = engine.raw_connection()
+    try:
+        driver.set_autocommit(raw.dbapi_connection, True)
+        try:
+            found = driver.recover(raw.dbapi_connection)
+        finally:
+            driver.set_autocommit(raw.dbapi_connection, False)
+    finally:
+        raw.close()
+    return [(xid, at) for xid, at in found if parse_xid(xid, prefix) is not None]
+
+
+def _decision_engines(state):
+    names = [state.policy.coordinator]
+    for name, engine in state.engines.static_items():
+        if name not in names and not driver_for(engine).supports_twophase:
+            names.append(name)
+    return [(n, state.engines.get(n)) for n in names]
+
+
+def _read_decision(state, gtrid):
+    key = f"{state.policy.prefix}:{gtrid}"
+    for _name, engine in _decision_engines(state):
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(decisions.name):
+                continue
+            found = conn.execute(
+                select(decisions.c.decision).where(decisions.c.gtrid == key)
+            ).scalar()
+            if found is not None:
+                return found
+    return None
+
+
+def _presume_abort(state, gtrid):
+    """Record ABORT on the coordinator; return the decision that stands."""
+    key = f"{state.policy.prefix}:{gtrid}"
+    engine = state.engines.get(state.policy.coordinator)
+    with engine.connect() as conn:
+        state.policy.ensure_table(conn, state.policy.coordinator)
+        conn.commit()
+        try:
+            conn.execute(
+                insert(decisions),
+                {
+                    "gtrid": key,
+                    "decision": ABORT,
+                    "branches": "",
+                    "created": datetime.now(UTC).replace(tzinfo=None),
+                },
+            )
+            conn.commit()
+            return ABORT
+        except IntegrityError:
+            # a coordinator decided in the meantime: its decision stands
+            conn.rollback()
+    return _read_decision(state, gtrid)
+
+
+def recover(registry, dry_run=False, older_than=0, now=None):
+    """Resolve this application's prepared branches; return a :class:`Report`."""
+    state = get_state(registry)
+    prefix = state.policy.prefix
+    report = Report(dry_run=dry_run)
+    now = now or datetime.now(UTC)
+    visited = set()
+    resolved_gtrids = set()
+    for _name, engine in state.engines.static_items() + _dynamic(state):
+        driver = driver_for(engine)
+        if not driver.supports_twophase:
+            continue
+        key = driver.database_key(engine.url)
+        if key in visited:
+            continue
+        visited.add(key)
+        for xid, prepared_at in _prepared(engine, prefix):
+            gtrid, _branch = parse_xid(xid, prefix)
+            if older_than and prepared_at is not None:
+                at = (
+                    prepared_at
+                    if prepared_at.tzinfo
+                    else prepared_at.replace(tzinfo=UTC)
+                )
+                if (now - at).total_seconds() < older_than:
+                    report.skipped.append(xid)
+                    continue
+            decision = _read_decision(state, gtrid)
+            if dry_run:
+                (report.committed if decision == COMMIT else report.rolled_back).append(
+                    xid
+                )
+                continue
+            if decision is None:
+                decision = _presume_abort(state, gtrid)
+            try:
+                _finish_recovered(engine, driver, xid, decision)
+            except DBAPIError as exc:
+                if not driver.is_unknown_xid(exc):
+                    report.failed.append((xid, str(exc.orig).strip()))
+                    continue
+            (report.committed if decision == COMMIT else report.rolled_back).append(xid)
+            resolved_gtrids.add(gtrid)
+    if not dry_run:
+        report.remaining = _still_prepared(state, visited_only=True)
+        left = {parse_xid(x, prefix)[0] for x in report.remaining}
+        _forget(state, {g for g in resolved_gtrids if g not in left}, keep=ABORT)
+    return report
+
+
+def _dynamic(state):
+    """Engines a factory made, or can list (a factory with ``.keys(settings)``)."""
+    engines = state.engines
+    names = set(engines.open_dynamic_names())
+    for prefix, factory in engines.factories.items():
+        lister = getattr(factory, "keys", None)
+        if callable(lister):
+            names.update(f"{prefix}:{key}" for key in lister(engines.settings))
+    return [(n, engines.get(n)) for n in sorted(names)]
+
+
+def _still_prepared(state, visited_only=True):
+    left, seen = [], set()
+    for _name, engine in state.engines.static_items() + _dynamic(state):
+        driver = driver_for(engine)
+        if not driver.supports_twophase:
+            continue
+        key = driver.database_key(engine.url)
+        if key in seen:
+            continue
+        seen.add(key)
+        left.extend(xid for xid, _ in _prepared(engine, state.policy.prefix))
+    return left
+
+
+def _forget(state, gtrids, keep=ABORT):
+    """Remove COMMIT decisions whose branches are all finished.  ABORT rows
+    stay: they are what stops a late coordinator from deciding COMMIT."""
+    if not gtrids:
+        return
+    keys = [f"{state.policy.prefix}:{g}" for g in gtrids]
+    for _name, engine in _decision_engines(state):
+        with engine.begin() as conn:
+            if inspect(conn).has_table(decisions.name):
+                conn.execute(
+                    delete(decisions).where(
+                        decisions.c.gtrid.in_(keys), decisions.c.decision != keep
+                    )
+                )

@@ -1,0 +1,473 @@
+"""The transaction's data manager: one-phase, or a recoverable two-phase commit.
+
+:class:`RoutingDataManager` joins a :class:`RoutingSession` to the zope
+transaction, as zope.sqlalchemy's ``SessionDataManager`` does (it is one,
+with the commit replaced), and decides at vote time from what each engine
+did in the transaction:
+
+============================  ===============================================
+engines that wrote            at commit
+============================  ===============================================
+none                          every engine rolled back; nothing prepared
+one                           ordinary one-phase commit of that engine
+two or more, all two-phase    prepare each (``PREFIX:GTRID:ENGINE``), write
+                              the decision durably to the coordinator in its
+                              own transaction, then commit each branch
+one without two-phase         last resource: prepare the others, write the
+(SQLite) plus others          decision inside that engine's transaction and
+                              commit it, then commit the others
+two or more without           :class:`UnsafeCommitError` before anything
+                              commits; everything rolled back
+============================  ===============================================
+
+Engines that only read are rolled back, never prepared.  The decision row is
+the commit point: before it, any failure rolls every branch back; after it,
+nothing is ever rolled back -- a failed ``COMMIT PREPARED`` is retried, then
+left to ``dbrouter recover`` and logged loudly, and the request succeeds.
+If the decision's own commit fails with an unknown outcome the request
+raises and the prepared branches are left to recovery.
+"""
+
+import logging
+import secrets
+import time
+import weakref
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, event, insert
+from sqlalchemy.exc import DBAPIError
+from zope.sqlalchemy.datamanager import (
+    _SESSION_STATE,
+    STATUS_ACTIVE,
+    STATUS_CHANGED,
+    SessionDataManager,
+    ZopeTransactionEvents,
+)
+
+from .exceptions import DBRouterError, UnsafeCommitError
+from .session import WROTE
+from .xa import driver_for, make_xid
+
+log = logging.getLogger(__name__)
+
+COMMIT, ABORT = "commit", "abort"
+
+decisions = Table(
+    "dbrouter_decisions",
+    MetaData(),
+    Column("gtrid", String(64), primary_key=True),
+    Column("decision", String(8), nullable=False),
+    Column("branches", String(1000), nullable=False, default=""),
+    Column("created", DateTime, nullable=False),
+)
+
+#: how often, and after how long, a failed COMMIT PREPARED is tried again
+COMMIT_RETRIES = (0.05, 0.25, 1.0)
+
+
+def checkpoint(name, engine=None):
+    """A point of the commit sequence.  Does nothing: fault-injection tests
+    replace it (in a subprocess they kill) to stop the process right there."""
+
+
+class TransactionVotedNo(DBRouterError):
+    """A branch could not be prepared: the whole transaction is rolled back."""
+
+
+class TwoPhasePolicy:
+    """The ``dbrouter.*`` transaction settings of one application."""
+
+    def __init__(self, engines, mode="auto", coordinator="default", prefix="dbr"):
+        self.engines = engines
+        self.mode = mode
+        self.coordinator = coordinator
+        self.prefix = prefix
+        self._checked = {}
+        self._tables = set()
+
+    def new_gtrid(self):
+        return secrets.token_hex(8)
+
+    def check(self, name, engine):
+        """Refuse, before anything is prepared, an engine that cannot keep a
+        prepared branch (checked once per engine)."""
+        if name not in self._checked:
+            driver = driver_for(engine)
+            raw = engine.raw_connection()
+            try:
+                problem = driver.check(raw.dbapi_connection)
+            finally:
+                raw.close()
+            xid = make_xid(self.prefix, "0" * 16, name)
+            if problem is None and len(xid) > driver.max_xid_length:
+                problem = (
+                    f"the transaction id {xid!r} is longer than the "
+                    f"{driver.max_xid_length} bytes this database accepts: shorten "
+                    "dbrouter.xid_prefix or the engine name"
+                )
+            self._checked[name] = problem
+        problem = self._checked[name]
+        if problem is not None:
+            raise UnsafeCommitError(
+                f"engine {name!r} cannot take part in a two-phase commit: {problem}; "
+                "nothing was committed"
+            )
+
+    def ensure_table(self, connection, name):
+        if name not in self._tables:
+            decisions.create(connection, checkfirst=True)
+            self._tables.add(name)
+
+
+# -- which connection is which branch -----------------------------------------
+
+_GTRIDS = weakref.WeakKeyDictionary()
+
+
+def current_gtrid(session):
+    """The global transaction id of *session*'s current transaction."""
+    root = session.get_transaction()
+    gtrid = _GTRIDS.get(root)
+    if gtrid is None:
+        gtrid = _GTRIDS[root] = session._dbr_policy.new_gtrid()
+    return gtrid
+
+
+def start_branch(session, session_transaction, connection):
+    """``after_begin``: MySQL and MariaDB connections begin as branches, as
+    ``XA START`` must precede the connection's first statement."""
+    if session_transaction.nested:
+        return
+    connection.info.pop(WROTE, None)
+    connection.info.pop(XID, None)
+    policy = session._dbr_policy
+    if policy is None or policy.mode != "auto":
+        return
+    driver = driver_for(connection.engine)
+    if driver.begins_as_branch:
+        name = session.engines.name_of(connection.engine)
+        xid = make_xid(policy.prefix, current_gtrid(session), name)
+        driver.start(connection.connection.dbapi_connection, xid)
+        connection.info[XID] = xid
+
+
+XID = "dbrouter.xid"
+
+
+class Branch:
+    """One engine's connection in the transaction being committed."""
+
+    __slots__ = ("name", "engine", "connection", "driver", "wrote", "xid")
+
+    def __init__(self, name, connection):
+        self.name = name
+        self.connection = connection
+        self.engine = connection.engine
+        self.driver = driver_for(connection.engine)
+        self.wrote = bool(connection.info.get(WROTE))
+        self.xid = connection.info.get(XID)
+
+    @property
+    def dbapi(self):
+        return self.connection.connection.dbapi_connection
+
+    def end(self, commit):
+        """One-phase commit, or rollback, of a branch that was not prepared."""
+        self.driver.end_unprepared(self.dbapi, self.xid, commit)
+        self.connection.info.pop(XID, None)
+
+
+# -- the data manager --------------------------------------------------------------
+
+
+class RoutingDataManager(SessionDataManager):
+    """zope.sqlalchemy's data manager, committing as the table above says."""
+
+    def __init__(self, session, status, transaction_manager, keep_session=False):
+        super().__init__(
+            session, status, transaction_manager, keep_session=keep_session
+        )
+        self.policy = session._dbr_policy
+        self.prepared = []
+        self.decided = None
+        self.outcome_unknown = False
+        self.gtrid = None
+        self.decision_engine = None
+
+    def _branches(self):
+        seen, branches = set(), []
+        for conn, *_ in self.tx._connections.values():
+            if id(conn) in seen or conn.closed:
+                continue
+            seen.add(id(conn))
+            name = self.session.engines.name_of(conn.engine) or str(conn.engine.url)
+            branches.append(Branch(name, conn))
+        return sorted(branches, key=lambda b: b.name)
+
+    def tpc_vote(self, trans):
+        if self.tx is None:
+            return
+        branches = self._branches()
+        writers = [b for b in branches if b.wrote]
+        if len(writers) < 2 and not any(b.xid for b in branches):
+            return super().tpc_vote(trans)
+        if len(writers) < 2:
+            for branch in branches:
+                branch.end(commit=branch.wrote)
+            self._finish("committed")
+            return
+        self._two_phase(writers, [b for b in branches if not b.wrote])
+
+    def _two_phase(self, writers, readers):
+        policy = self.policy
+        names = ", ".join(repr(b.name) for b in writers)
+        if policy is None or policy.mode == "off":
+            raise UnsafeCommitError(
+                f"engines {names} wrote in one transaction and dbrouter.twophase "
+                "= off; nothing was committed"
+            )
+        last = [b for b in writers if not b.driver.supports_twophase]
+        if len(last) > 1:
+            raise UnsafeCommitError(
+                f"engines {names} all wrote in one transaction, and "
+                f"{', '.join(repr(b.name) for b in last)} cannot take part in a "
+                "two-phase commit (at most one such engine may write, committed "
+                "last); nothing was committed"
+            )
+        resources = [b for b in writers if b.driver.supports_twophase]
+        for branch in resources:
+            policy.check(branch.name, branch.engine)
+        self.gtrid = current_gtrid(self.session)
+        for branch in readers:
+            branch.end(commit=False)
+        for branch in resources:
+            checkpoint("before-prepare", branch.name)
+            xid = branch.xid or make_xid(policy.prefix, self.gtrid, branch.name)
+            if not branch.driver.prepare(branch.dbapi, xid):
+                raise TransactionVotedNo(
+                    f"engine {branch.name!r} rolled its transaction back at PREPARE "
+                    "(a statement had failed in it); nothing was committed"
+                )
+            self.prepared.append((branch, xid))
+            checkpoint("prepared", branch.name)
+        record = {
+            "gtrid": f"{policy.prefix}:{self.gtrid}",
+            "decision": COMMIT,
+            "branches": ",".join(b.name for b, _ in self.prepared),
+            "created": datetime.now(UTC).replace(tzinfo=None),
+        }
+        if last:
+            self.decision_engine = last[0].name
+            self._decide_in_last_resource(last[0], record)
+        else:
+            self.decision_engine = policy.coordinator
+            self._decide_on_coordinator(record)
+        self.decided = COMMIT
+        checkpoint("decided")
+        self.state = "voted"
+
+    def _decide_on_coordinator(self, record):
+        name = self.policy.coordinator
+        engine = self.session.engines.get(name, "dbrouter.coordinator")
+        with engine.connect() as conn:
+            self.policy.ensure_table(conn, name)
+            conn.commit()
+            if engine.dialect.name == "postgresql":
+                # the decision must survive a crash whatever the server's default
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
+            conn.execute(insert(decisions), record)
+            checkpoint("decision-inserted")
+            try:
+                conn.commit()
+            except DBAPIError:
+                self.outcome_unknown = True
+                raise
+
+    def _decide_in_last_resource(self, branch, record):
+        checkpoint("before-last-resource", branch.name)
+        self.policy.ensure_table(branch.connection, branch.name)
+        branch.connection.execute(insert(decisions), record)
+        try:
+            branch.dbapi.commit()
+        except Exception:
+            self.outcome_unknown = True
+            raise
+        checkpoint("last-resource-committed", branch.name)
+
+    def tpc_finish(self, trans):
+        if self.decided != COMMIT:
+            return super().tpc_finish(trans)
+        left = [b.name for b, xid in self.prepared if not self._commit_branch(b, xid)]
+        if left:
+            log.critical(
+                "transaction %s:%s was decided COMMIT but engines %s could not be "
+                "committed yet; run `dbrouter recover` to finish it",
+                self.policy.prefix,
+                self.gtrid,
+                ", ".join(left),
+            )
+        else:
+            self._forget_decision()
+        self._finish("committed")
+
+    def _commit_branch(self, branch, xid):
+        checkpoint("before-commit-prepared", branch.name)
+        try:
+            branch.driver.commit_prepared(branch.dbapi, xid)
+            checkpoint("committed", branch.name)
+            return True
+        except Exception as exc:
+            log.error("COMMIT of prepared branch %s failed: %s", xid, exc)
+            branch.connection.invalidate()
+        for delay in COMMIT_RETRIES:
+            time.sleep(delay)
+            try:
+                _finish_recovered(branch.engine, branch.driver, xid, COMMIT)
+                return True
+            except Exception as exc:
+                log.error("retrying COMMIT of prepared branch %s failed: %s", xid, exc)
+        return False
+
+    def _forget_decision(self):
+        gtrid = f"{self.policy.prefix}:{self.gtrid}"
+        try:
+            engine = self.session.engines.get(self.decision_engine)
+            with engine.begin() as conn:
+                conn.execute(delete(decisions).where(decisions.c.gtrid == gtrid))
+        except Exception as exc:  # the row only costs space: recovery removes it
+            log.warning("could not remove the decision of %s: %s", gtrid, exc)
+
+    # -- aborting -------------------------------------------------------------
+
+    def _roll_back_prepared(self):
+        if self.decided == COMMIT:
+            log.critical("refusing to roll back a transaction decided COMMIT")
+            return
+        if self.outcome_unknown:
+            log.critical(
+                "the decision of transaction %s:%s has an unknown outcome; its "
+                "prepared branches %s are left to `dbrouter recover`",
+                self.policy.prefix,
+                self.gtrid,
+                ", ".join(xid for _, xid in self.prepared),
+            )
+            return
+        prepared, self.prepared = self.prepared, []
+        for branch, xid in prepared:
+            try:
+                branch.driver.rollback_prepared(branch.dbapi, xid)
+            except Exception as exc:
+                log.error(
+                    "ROLLBACK of prepared branch %s failed (left to recovery): %s",
+                    xid,
+                    exc,
+                )
+                branch.connection.invalidate()
+
+    def abort(self, trans):
+        self._roll_back_prepared()
+        super().abort(trans)
+
+    def tpc_abort(self, trans):
+        self._roll_back_prepared()
+        if self.tx is not None:
+            self._finish("aborted commit")
+
+    def _finish(self, final_state):
+        if self.tx is not None:
+            for branch in self._branches():
+                if branch.xid and not any(b is branch for b, _ in self.prepared):
+                    try:
+                        branch.end(commit=False)
+                    except Exception:  # the connection is discarded below anyway
+                        branch.connection.invalidate()
+        super()._finish(final_state)
+
+    def sortKey(self):
+        return f"~sqlalchemy:{id(self.tx)}"
+
+
+def _finish_recovered(engine, driver, xid, decision):
+    """COMMIT or ROLLBACK PREPARED *xid* from a new autocommit connection."""
+    raw = engine.raw_connection()
+    try:
+        dbapi_connection = raw.dbapi_connection
+        driver.set_autocommit(dbapi_connection, True)
+        try:
+            verb = "COMMIT" if decision == COMMIT else "ROLLBACK"
+            if driver.begins_as_branch:
+                driver.run(dbapi_connection, f"XA {verb} '{xid}'")
+            else:
+                driver.run(dbapi_connection, f"{verb} PREPARED '{xid}'")
+        finally:
+            driver.set_autocommit(dbapi_connection, False)
+    finally:
+        raw.close()
+
+
+# -- joining sessions to transactions ------------------------------------------------
+
+
+def join_transaction(session, initial_state, transaction_manager, keep_session=False):
+    if _SESSION_STATE.get(session, None) is None:
+        RoutingDataManager(
+            session, initial_state, transaction_manager, keep_session=keep_session
+        )
+
+
+def mark_changed(session, transaction_manager, keep_session=False):
+    join_transaction(session, STATUS_CHANGED, transaction_manager, keep_session)
+    _SESSION_STATE[session] = STATUS_CHANGED
+
+
+class RoutingTransactionEvents(ZopeTransactionEvents):
+    """zope.sqlalchemy's session events, joining with RoutingDataManager.
+
+    ``do_orm_execute`` is left out: the session marks its own writes.
+    """
+
+    def after_begin(self, session, transaction, connection):
+        join_transaction(
+            session, self.initial_state, self.transaction_manager, self.keep_session
+        )
+
+    def after_attach(self, session, instance):
+        join_transaction(
+            session, self.initial_state, self.transaction_manager, self.keep_session
+        )
+
+    def after_flush(self, session, flush_context):
+        mark_changed(session, self.transaction_manager, self.keep_session)
+
+    def after_bulk_update(self, update_context):
+        mark_changed(
+            update_context.session, self.transaction_manager, self.keep_session
+        )
+
+    def after_bulk_delete(self, delete_context):
+        mark_changed(
+            delete_context.session, self.transaction_manager, self.keep_session
+        )
+
+    def mark_changed(self, session):
+        mark_changed(session, self.transaction_manager, self.keep_session)
+
+    def join_transaction(self, session):
+        join_transaction(
+            session, self.initial_state, self.transaction_manager, self.keep_session
+        )
+
+
+def register(session, transaction_manager, keep_session=False):
+    """Join *session* to *transaction_manager* (zope.sqlalchemy's ``register``)."""
+    ext = RoutingTransactionEvents(STATUS_ACTIVE, transaction_manager, keep_session)
+    for name in (
+        "after_begin",
+        "after_attach",
+        "after_flush",
+        "after_bulk_update",
+        "after_bulk_delete",
+        "before_commit",
+    ):
+        event.listen(session, name, getattr(ext, name))
+    return ext

@@ -1,0 +1,225 @@
+"""How each database takes part in a two-phase commit: its *branch driver*.
+
+A branch is one engine's part of a distributed transaction, named by a
+transaction id ``PREFIX:GTRID:ENGINE``.  Each driver speaks its database's
+SQL on the raw DBAPI connection, so that nothing in between (a driver's own
+two-phase API, SQLAlchemy's random xids) changes what is sent.  Driver
+quirks are kept here, as data and comments:
+
+* PostgreSQL names the branch at ``PREPARE TRANSACTION``; a transaction that
+  already failed is silently rolled back there (the command tag says
+  ``ROLLBACK``), which is a no vote.  ``COMMIT PREPARED`` and ``ROLLBACK
+  PREPARED`` cannot run inside a transaction block: they run in autocommit.
+* MySQL and MariaDB need ``XA START`` before the connection's first
+  statement, so their connections begin as branches.  ``XA COMMIT`` of a
+  recovered branch fails with 1400 (XAER_OUTSIDE) unless the connection has
+  no local transaction: recovery uses autocommit connections.  ``XA
+  RECOVER`` lists every branch of the server, and PyMySQL returns its
+  ``data`` column as bytes.
+* SQLite cannot prepare: it can only be the last resource.
+"""
+
+import re
+import weakref
+
+from sqlalchemy.exc import DBAPIError
+
+#: characters of every part of a transaction id: safe inside a SQL literal
+XID_PART = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def make_xid(prefix, gtrid, engine):
+    for part in (prefix, gtrid, engine):
+        if not XID_PART.match(part):
+            raise ValueError(f"{part!r} cannot be part of a transaction id")
+    return f"{prefix}:{gtrid}:{engine}"
+
+
+def parse_xid(xid, prefix):
+    """``(gtrid, engine)`` of one of this application's ids, else None."""
+    head, _, rest = xid.partition(":")
+    if head != prefix:
+        return None
+    gtrid, sep, engine = rest.partition(":")
+    if not sep or not gtrid or not engine:
+        return None
+    return gtrid, engine
+
+
+def _run(dbapi_connection, sql, dbapi_module):
+    """Execute *sql*; DBAPI errors wrapped as SQLAlchemy's, so that
+    pyramid_tm / zope.sqlalchemy can tell a retryable one."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(sql)
+        status = getattr(cursor, "statusmessage", None)
+        rows = cursor.fetchall() if cursor.description else []
+        return status, rows
+    except dbapi_module.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dbapi_module.Error) from exc
+    finally:
+        cursor.close()
+
+
+class BranchDriver:
+    """No two-phase support (SQLite and other databases)."""
+
+    supports_twophase = False
+    begins_as_branch = False
+    #: the longest transaction id the database accepts
+    max_xid_length = 0
+
+    def __init__(self, dialect):
+        self.dialect = dialect
+        self.dbapi = dialect.loaded_dbapi
+
+    def run(self, dbapi_connection, sql):
+        return _run(dbapi_connection, sql, self.dbapi)
+
+    def start(self, dbapi_connection, xid):
+        """Begin the branch (before the connection's first statement)."""
+
+    def end_unprepared(self, dbapi_connection, xid, commit):
+        """One-phase commit, or rollback, of a branch that was not prepared."""
+        if commit:
+            dbapi_connection.commit()
+        else:
+            dbapi_connection.rollback()
+
+    def database_key(self, url):
+        return (url.drivername, url.host, url.port, url.database)
+
+    def set_autocommit(self, dbapi_connection, on):
+        dbapi_connection.autocommit = on
+
+
+class PostgreSQLDriver(BranchDriver):
+    supports_twophase = True
+    max_xid_length = 199
+    #: "prepared transaction with identifier ... does not exist"
+    unknown_xid_codes = ("42704",)
+
+    def prepare(self, dbapi_connection, xid):
+        """True when the branch is prepared; False when PostgreSQL rolled it
+        back instead (a transaction that had already failed)."""
+        status, _ = self.run(dbapi_connection, f"PREPARE TRANSACTION '{xid}'")
+        return status == "PREPARE TRANSACTION"
+
+    def _autocommit(self, dbapi_connection, sql):
+        # after PREPARE TRANSACTION the connection is idle: it may switch
+        dbapi_connection.autocommit = True
+        try:
+            return self.run(dbapi_connection, sql)
+        finally:
+            dbapi_connection.autocommit = False
+
+    def commit_prepared(self, dbapi_connection, xid):
+        self._autocommit(dbapi_connection, f"COMMIT PREPARED '{xid}'")
+
+    def rollback_prepared(self, dbapi_connection, xid):
+        self._autocommit(dbapi_connection, f"ROLLBACK PREPARED '{xid}'")
+
+    def recover(self, dbapi_connection):
+        """``[(xid, prepared_at_or_None)]`` of this database's prepared branches."""
+        _, rows = self._autocommit(
+            dbapi_connection,
+            "SELECT gid, prepared FROM pg_prepared_xacts "
+            "WHERE database = current_database()",
+        )
+        return [(gid, prepared) for gid, prepared in rows]
+
+    def check(self, dbapi_connection):
+        """Why this server cannot take part in a two-phase commit, or None."""
+        _, rows = self._autocommit(dbapi_connection, "SHOW max_prepared_transactions")
+        if int(rows[0][0]) < 1:
+            return (
+                "max_prepared_transactions = 0 on this PostgreSQL server; set it to "
+                "at least the number of concurrent transactions"
+            )
+        return None
+
+    def is_unknown_xid(self, exc):
+        orig = getattr(exc, "orig", exc)
+        return getattr(orig, "sqlstate", None) in self.unknown_xid_codes
+
+
+class MySQLDriver(BranchDriver):
+    supports_twophase = True
+    begins_as_branch = True
+    max_xid_length = 64
+    #: XAER_NOTA: unknown XID
+    unknown_xid_codes = (1397,)
+
+    def start(self, dbapi_connection, xid):
+        self.run(dbapi_connection, f"XA START '{xid}'")
+
+    def end_unprepared(self, dbapi_connection, xid, commit):
+        try:
+            self.run(dbapi_connection, f"XA END '{xid}'")
+        except DBAPIError:
+            if commit:
+                raise
+        if commit:
+            self.run(dbapi_connection, f"XA COMMIT '{xid}' ONE PHASE")
+        else:
+            self.run(dbapi_connection, f"XA ROLLBACK '{xid}'")
+
+    def prepare(self, dbapi_connection, xid):
+        self.run(dbapi_connection, f"XA END '{xid}'")
+        self.run(dbapi_connection, f"XA PREPARE '{xid}'")
+        return True
+
+    def commit_prepared(self, dbapi_connection, xid):
+        self.run(dbapi_connection, f"XA COMMIT '{xid}'")
+
+    def rollback_prepared(self, dbapi_connection, xid):
+        self.run(dbapi_connection, f"XA ROLLBACK '{xid}'")
+
+    def recover(self, dbapi_connection):
+        _, rows = self.run(dbapi_connection, "XA RECOVER")
+        found = []
+        for _format_id, gtrid_length, _bqual_length, data in rows:
+            if isinstance(data, bytes):
+                data = data.decode("utf-8", "replace")
+            # the server does not say when a branch was prepared
+            found.append((data[:gtrid_length], None))
+        return found
+
+    def check(self, dbapi_connection):
+        version = self.dialect.server_version_info or ()
+        if self.dialect.is_mariadb and version < (10, 5):
+            return "MariaDB before 10.5 loses prepared XA branches when a client dies"
+        if not self.dialect.is_mariadb and version < (5, 7, 7):
+            return "MySQL before 5.7.7 loses prepared XA branches when a client dies"
+        return None
+
+    def is_unknown_xid(self, exc):
+        orig = getattr(exc, "orig", exc)
+        args = getattr(orig, "args", ())
+        return bool(args) and args[0] in self.unknown_xid_codes
+
+    def database_key(self, url):
+        # XA RECOVER lists the branches of the whole server
+        return (url.drivername, url.host, url.port)
+
+    def set_autocommit(self, dbapi_connection, on):
+        dbapi_connection.autocommit(on)
+
+
+_DRIVERS = {
+    "postgresql": PostgreSQLDriver,
+    "mysql": MySQLDriver,
+    "mariadb": MySQLDriver,
+}
+
+
+_CACHE = weakref.WeakKeyDictionary()
+
+
+def driver_for(engine):
+    """The branch driver of *engine*'s database (one per dialect object)."""
+    dialect = engine.dialect
+    driver = _CACHE.get(dialect)
+    if driver is None:
+        driver = _CACHE[dialect] = _DRIVERS.get(dialect.name, BranchDriver)(dialect)
+    return driver

@@ -1,0 +1,161 @@
+"""Two-phase commit across real PostgreSQL and MariaDB servers.
+
+Each request writes one row to each engine it names; afterwards every
+database holds the row, or none does, and no prepared branch is left.
+"""
+
+import pytest
+import webtest
+from sqlalchemy import create_engine, inspect
+
+from pyramid_dbrouter import UnsafeCommitError
+from twophase_app import count, create_tables, make_app
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path}/lite.sqlite"
+
+
+def client(engines, **settings):
+    create_tables(engines.values())
+    return webtest.TestApp(make_app(engines, **settings))
+
+
+def prepared(cluster):
+    return [gid for gid in cluster.prepared_transactions() if gid.startswith("dbr:")]
+
+
+def no_decisions_left(url):
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("dbrouter_decisions"):
+                return True
+            return (
+                conn.exec_driver_sql("select count(*) from dbrouter_decisions").scalar()
+                == 0
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_pg(pg_db, pg_db2):
+    return {"default": pg_db, "pg2": pg_db2}
+
+
+class TestAllOrNothing:
+    def test_postgresql_and_postgresql(self, pg_pg, pg_primary, pg_second):
+        app = client(pg_pg)
+        app.post("/write", {"note": "both", "engines": "default,pg2"})
+        assert count(pg_pg["default"], "both") == count(pg_pg["pg2"], "both") == 1
+        with pytest.raises(RuntimeError):
+            app.post("/write", {"note": "none", "engines": "default,pg2", "fail": "1"})
+        assert count(pg_pg["default"], "none") == count(pg_pg["pg2"], "none") == 0
+        assert prepared(pg_primary) == prepared(pg_second) == []
+        assert no_decisions_left(pg_pg["default"])
+
+    def test_postgresql_and_mariadb(self, pg_db, maria_db, pg_primary, mariadb):
+        engines = {"default": pg_db, "maria": maria_db}
+        app = client(engines)
+        app.post("/write", {"note": "both", "engines": "default,maria"})
+        assert count(pg_db, "both") == count(maria_db, "both") == 1
+        with pytest.raises(RuntimeError):
+            app.post(
+                "/write", {"note": "none", "engines": "maria,default", "fail": "1"}
+            )
+        assert count(pg_db, "none") == count(maria_db, "none") == 0
+        assert prepared(pg_primary) == []
+        assert [x for x in mariadb.xa_recover() if x.startswith("dbr:")] == []
+
+    def test_mariadb_alone_and_as_a_reader(self, pg_db, maria_db, mariadb):
+        # MariaDB connections begin as XA branches: one that only read is
+        # rolled back, one that alone wrote is committed in one phase
+        engines = {"default": pg_db, "maria": maria_db}
+        app = client(engines)
+        app.post("/write", {"note": "pg only", "engines": "default", "read": "maria"})
+        app.post(
+            "/write", {"note": "maria only", "engines": "maria", "read": "default"}
+        )
+        assert count(pg_db) == 1 and count(maria_db) == 1
+        assert [x for x in mariadb.xa_recover() if x.startswith("dbr:")] == []
+
+    def test_postgresql_and_sqlite_as_last_resource(
+        self, pg_db, sqlite_url, pg_primary
+    ):
+        engines = {"default": pg_db, "lite": sqlite_url}
+        app = client(engines)
+        app.post("/write", {"note": "both", "engines": "default,lite"})
+        assert count(pg_db, "both") == count(sqlite_url, "both") == 1
+        with pytest.raises(RuntimeError):
+            app.post("/write", {"note": "none", "engines": "default,lite", "fail": "1"})
+        assert count(pg_db, "none") == count(sqlite_url, "none") == 0
+        assert prepared(pg_primary) == []
+        assert no_decisions_left(sqlite_url)
+
+    def test_two_sqlite_writers_are_refused(self, pg_db, tmp_path):
+        engines = {
+            "default": pg_db,
+            "one": f"sqlite:///{tmp_path}/one.sqlite",
+            "two": f"sqlite:///{tmp_path}/two.sqlite",
+        }
+        app = client(engines)
+        with pytest.raises(UnsafeCommitError, match="'one', 'two'"):
+            app.post("/write", {"note": "x", "engines": "default,one,two"})
+        assert [count(url) for url in engines.values()] == [0, 0, 0]
+
+
+def test_only_writers_are_prepared(pg_pg, pg_primary, pg_second):
+    app = client(pg_pg)
+    mark = pg_second.log_size()
+    app.post("/write", {"note": "one", "engines": "default", "read": "pg2"})
+    assert "PREPARE TRANSACTION" not in pg_second.log_text(since=mark)
+    assert count(pg_pg["default"]) == 1
+    mark1, mark2 = pg_primary.log_size(), pg_second.log_size()
+    app.post("/write", {"note": "two", "engines": "default,pg2"})
+    for log in (pg_primary.log_text(since=mark1), pg_second.log_text(since=mark2)):
+        assert "PREPARE TRANSACTION 'dbr:" in log
+        assert "COMMIT PREPARED 'dbr:" in log
+        assert "ROLLBACK PREPARED" not in log
+
+
+def test_branch_ids_are_correlated(pg_pg, pg_primary, pg_second):
+    app = client(pg_pg)
+    mark1, mark2 = pg_primary.log_size(), pg_second.log_size()
+    app.post("/write", {"note": "ids", "engines": "default,pg2"})
+    import re
+
+    first = re.search(
+        r"PREPARE TRANSACTION 'dbr:(\w+):default'", pg_primary.log_text(mark1)
+    )
+    second = re.search(
+        r"PREPARE TRANSACTION 'dbr:(\w+):pg2'", pg_second.log_text(mark2)
+    )
+    assert first and second and first.group(1) == second.group(1)
+
+
+def test_twophase_off_refuses_two_writers(pg_pg):
+    app = client(pg_pg, **{"dbrouter.twophase": "off"})
+    with pytest.raises(UnsafeCommitError, match="dbrouter.twophase = off"):
+        app.post("/write", {"note": "x", "engines": "default,pg2"})
+    assert count(pg_pg["default"]) == count(pg_pg["pg2"]) == 0
+
+
+def test_a_server_without_prepared_transactions_is_refused_before_anything(pg_db):
+    # the machine's own PostgreSQL service runs with max_prepared_transactions = 0
+    service = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    engines = {"default": pg_db, "service": service}
+    create_tables([pg_db])
+    app = webtest.TestApp(make_app(engines))
+    try:
+        create_tables([service])
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"the PostgreSQL service is not reachable: {exc}")
+    before = count(service)
+    with pytest.raises(UnsafeCommitError, match="max_prepared_transactions = 0"):
+        app.post("/write", {"note": "refused-by-service", "engines": "default,service"})
+    assert count(pg_db, "refused-by-service") == 0
+    assert count(service) == before
