@@ -6,7 +6,8 @@ fault-injection tests kill at chosen points of the commit.
 
 from pyramid.config import Configurator
 from pyramid.view import view_config
-from sqlalchemy import Integer, String, create_engine, func, select
+from sqlalchemy import Integer, String, create_engine, func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -33,6 +34,54 @@ def write(request):
     if request.params.get("fail"):
         raise RuntimeError("the view failed after writing")
     return {"ok": True}
+
+
+@view_config(route_name="caught", request_method="POST", renderer="json")
+def caught(request):
+    """A statement fails on engine ``fail_on`` and the view carries on: the
+    failed branch must vote no, or the other engine commits alone."""
+    session = request.dbsession
+    try:
+        session.using_bind(request.params["fail_on"]).execute(
+            text("INSERT INTO entries (note) VALUES ('seed')")  # a duplicate
+        )
+    except DBAPIError:
+        pass  # caught, and ignored, by the application
+    session.using_bind(request.params["write_to"]).add(
+        Entry(note=request.params["note"])
+    )
+    return {"ok": True}
+
+
+#: attempts seen by the ``ssi`` view, by note
+ATTEMPTS = {}
+
+
+@view_config(route_name="ssi", request_method="POST", renderer="json")
+def ssi(request):
+    """Write skew against a concurrent transaction on the first attempt: the
+    request's SERIALIZABLE transaction fails at PREPARE, and is retried."""
+    note = request.params["note"]
+    ATTEMPTS[note] = ATTEMPTS.get(note, 0) + 1
+    session = request.dbsession
+    session.execute(text("SELECT count(*) FROM entries WHERE note LIKE 'a%'"))
+    other = None
+    if ATTEMPTS[note] == 1:
+        engine = session.engine("default").execution_options(
+            isolation_level="SERIALIZABLE"
+        )
+        other = engine.connect()
+        other.execute(text("SELECT count(*) FROM entries WHERE note LIKE 'b%'"))
+    session.add(Entry(note=f"b-{note}-{ATTEMPTS[note]}"))
+    session.flush()
+    if other is not None:
+        other.execute(
+            text("INSERT INTO entries (note) VALUES (:n)"), {"n": f"a-{note}"}
+        )
+        other.commit()
+        other.close()
+    session.using_bind("pg2").add(Entry(note=note))
+    return {"attempts": ATTEMPTS[note]}
 
 
 def create_tables(urls):
@@ -64,5 +113,7 @@ def make_app(engines, **settings):
     with Configurator(settings=settings) as config:
         config.include("pyramid_dbrouter")
         config.add_route("write", "/write")
+        config.add_route("caught", "/caught")
+        config.add_route("ssi", "/ssi")
         config.scan("twophase_app")
     return config.make_wsgi_app()
