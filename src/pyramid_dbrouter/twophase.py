@@ -30,12 +30,13 @@ raises and the prepared branches are left to recovery.
 
 import logging
 import secrets
+import threading
 import time
 import weakref
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, event, insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from zope.sqlalchemy.datamanager import (
     _SESSION_STATE,
     STATUS_ACTIVE,
@@ -84,6 +85,20 @@ class TwoPhasePolicy:
         self.prefix = prefix
         self._checked = {}
         self._tables = set()
+        self._finished = {}
+        self._lock = threading.Lock()
+
+    def take_finished(self, engine_name, limit=200):
+        """Decisions of finished transactions, to delete with the next one."""
+        with self._lock:
+            keys = self._finished.get(engine_name, [])
+            taken, self._finished[engine_name] = keys[:limit], keys[limit:]
+        return taken
+
+    def add_finished(self, engine_name, keys):
+        if keys:
+            with self._lock:
+                self._finished.setdefault(engine_name, []).extend(keys)
 
     def new_gtrid(self):
         return secrets.token_hex(8)
@@ -267,25 +282,77 @@ class RoutingDataManager(SessionDataManager):
         self.state = "voted"
 
     def _decide_on_coordinator(self, record):
-        name = self.policy.coordinator
+        policy = self.policy
+        name = policy.coordinator
         engine = self.session.engines.get(name, "dbrouter.coordinator")
-        with engine.connect() as conn:
-            self.policy.ensure_table(conn, name)
-            conn.commit()
+        finished = policy.take_finished(name)
+        try:
             if engine.dialect.name == "postgresql":
-                # the decision must survive a crash whatever the server's default
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
-            conn.execute(insert(decisions), record)
+                self._decide_on_postgresql(engine, record, finished)
+                return
+            with engine.connect() as conn:
+                policy.ensure_table(conn, name)
+                conn.commit()
+                if finished:
+                    conn.execute(
+                        delete(decisions).where(decisions.c.gtrid.in_(finished))
+                    )
+                conn.execute(insert(decisions), record)
+                checkpoint("decision-inserted")
+                try:
+                    conn.commit()
+                except DBAPIError:
+                    self.outcome_unknown = True
+                    raise
+        except Exception:
+            policy.add_finished(name, finished)
+            raise
+
+    def _decide_on_postgresql(self, engine, record, finished):
+        """One round trip: the statements of one simple query run as one
+        transaction; SET LOCAL makes its commit durable whatever the
+        server's default (every value is one we made, safe as a literal)."""
+        policy = self.policy
+        if policy.coordinator not in policy._tables:
+            with engine.begin() as conn:
+                policy.ensure_table(conn, policy.coordinator)
+        sql = "SET LOCAL synchronous_commit = on; "
+        if finished:
+            sql += (
+                "DELETE FROM dbrouter_decisions WHERE gtrid IN ("
+                + ", ".join(f"'{key}'" for key in finished)
+                + "); "
+            )
+        sql += (
+            "INSERT INTO dbrouter_decisions (gtrid, decision, branches, created) "
+            f"VALUES ('{record['gtrid']}', '{record['decision']}', "
+            f"'{record['branches']}', now() AT TIME ZONE 'UTC')"
+        )
+        driver = driver_for(engine)
+        raw = engine.raw_connection()
+        try:
+            driver.set_autocommit(raw.dbapi_connection, True)
             checkpoint("decision-inserted")
             try:
-                conn.commit()
-            except DBAPIError:
-                self.outcome_unknown = True
+                driver.run(raw.dbapi_connection, sql)
+            except DBAPIError as exc:
+                # a constraint error is a known outcome (recovery decided
+                # ABORT first); anything else may or may not have committed
+                if not isinstance(exc, IntegrityError):
+                    self.outcome_unknown = True
                 raise
+            driver.set_autocommit(raw.dbapi_connection, False)
+        finally:
+            raw.close()
 
     def _decide_in_last_resource(self, branch, record):
         checkpoint("before-last-resource", branch.name)
+        finished = self.policy.take_finished(branch.name)
         self.policy.ensure_table(branch.connection, branch.name)
+        if finished:
+            branch.connection.execute(
+                delete(decisions).where(decisions.c.gtrid.in_(finished))
+            )
         branch.connection.execute(insert(decisions), record)
         try:
             branch.dbapi.commit()
@@ -329,13 +396,10 @@ class RoutingDataManager(SessionDataManager):
         return False
 
     def _forget_decision(self):
-        gtrid = f"{self.policy.prefix}:{self.gtrid}"
-        try:
-            engine = self.session.engines.get(self.decision_engine)
-            with engine.begin() as conn:
-                conn.execute(delete(decisions).where(decisions.c.gtrid == gtrid))
-        except Exception as exc:  # the row only costs space: recovery removes it
-            log.warning("could not remove the decision of %s: %s", gtrid, exc)
+        # removed with the next decision written there (one round trip
+        # saved per transaction), or by recovery
+        key = f"{self.policy.prefix}:{self.gtrid}"
+        self.policy.add_finished(self.decision_engine, [key])
 
     # -- aborting -------------------------------------------------------------
 

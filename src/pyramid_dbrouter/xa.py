@@ -114,6 +114,8 @@ class PostgreSQLDriver(BranchDriver):
             dbapi_connection.autocommit = False
 
     def commit_prepared(self, dbapi_connection, xid):
+        # PostgreSQL flushes two-phase records whatever synchronous_commit
+        # says: once this returns the decision row may go
         self._autocommit(dbapi_connection, f"COMMIT PREPARED '{xid}'")
 
     def rollback_prepared(self, dbapi_connection, xid):
