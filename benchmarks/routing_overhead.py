@@ -287,7 +287,7 @@ def check_contenders(contenders):
                 if bind_of(item) != "default":
                     problems.append(f"Item routed to {bind_of(item)!r}")
                 multi = len(c.engines) > 1
-                tracked = event.contains(c.engine, "before_cursor_execute", _note_write)
+                tracked = event.contains(c.engine, "do_execute", _note_write)
                 if tracked != multi:
                     problems.append(f"write tracking is {tracked}, expected {multi}")
                 if s.routers:

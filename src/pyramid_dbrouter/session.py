@@ -519,8 +519,11 @@ class RoutingSession(Session):
 
 # -- which engines wrote --------------------------------------------------------
 
-#: set on a connection's ``info`` when it ran a write in the current transaction
-WROTE = "dbrouter.wrote"
+
+def wrote(connection):
+    """Whether *connection* (a session's Connection, one per transaction and
+    engine) ran an INSERT, UPDATE, DELETE or DDL."""
+    return connection.__dict__.get("_dbrouter_wrote", False)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -536,7 +539,9 @@ def _note_write(cursor, statement, parameters, context):
         or context.isddl
         or _text_writes(statement)
     ):
-        context.root_connection.info[WROTE] = True
+        # on the Connection object, which the session makes anew for each
+        # transaction: nothing to reset, and a savepoint cannot reset it
+        context.root_connection.__dict__["_dbrouter_wrote"] = True
     # None: SQLAlchemy goes on and executes the statement itself
 
 

@@ -27,9 +27,10 @@ from sqlalchemy.orm import sessionmaker
 from .engines import EngineRegistry
 from .exceptions import UnsafeCommitError
 from .routers import RouterChain, check_router
-from .session import WROTE, RoutingSession, track_writes
+from .session import RoutingSession, track_writes, wrote
 from .settings import DEFAULT
 from .twophase import TwoPhasePolicy, register, start_branch
+from .xa import driver_for
 
 
 def writers(session):
@@ -42,7 +43,7 @@ def writers(session):
         if id(conn) in seen:
             continue
         seen.add(id(conn))
-        if conn.info.get(WROTE):
+        if wrote(conn):
             names.append(session.engines.name_of(conn.engine) or str(conn.engine.url))
     return sorted(names)
 
@@ -97,9 +98,12 @@ def get_session_factory(engine, routers=None, policy=None, **session_options):
         engines.on_new_engine = track_writes
         for _name, each in engines.static_items():
             track_writes(each)
-        # the DBAPI connection's info outlives a checkout: start each
-        # transaction clean; MySQL connections begin as XA branches
-        event.listen(factory, "after_begin", start_branch)
+        if policy.mode == "auto" and (
+            engines.factories
+            or any(driver_for(e).begins_as_branch for _n, e in engines.static_items())
+        ):
+            # MySQL and MariaDB connections begin as XA branches
+            event.listen(factory, "after_begin", start_branch)
         event.listen(factory, "before_commit", _before_commit)
     return factory
 

@@ -46,7 +46,7 @@ from zope.sqlalchemy.datamanager import (
 )
 
 from .exceptions import DBRouterError, UnsafeCommitError
-from .session import WROTE
+from .session import wrote
 from .xa import driver_for, make_xid
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,6 @@ def start_branch(session, session_transaction, connection):
     ``XA START`` must precede the connection's first statement."""
     if session_transaction.nested:
         return
-    connection.info.pop(WROTE, None)
     connection.info.pop(XID, None)
     policy = session._dbr_policy
     if policy is None or policy.mode != "auto":
@@ -179,7 +178,7 @@ class Branch:
         self.connection = connection
         self.engine = connection.engine
         self.driver = driver_for(connection.engine)
-        self.wrote = bool(connection.info.get(WROTE))
+        self.wrote = wrote(connection)
         self.xid = connection.info.get(XID)
 
     @property
