@@ -202,3 +202,19 @@ def test_decisions_of_finished_transactions_are_removed(pg_pg):
         app.post("/write", {"note": f"n{run}", "engines": "default,pg2"})
         # each decision removes those of the transactions finished before it
         assert decisions_left(pg_pg["default"]) == 1
+
+
+def test_recovery_removes_the_decisions_a_stopped_process_kept(pg_pg):
+    from datetime import UTC, datetime, timedelta
+
+    from pyramid_dbrouter.recovery import recover
+
+    app = client(pg_pg)
+    app.post("/write", {"note": "last", "engines": "default,pg2"})
+    assert decisions_left(pg_pg["default"]) == 1
+    registry = app.app.registry
+    assert recover(registry).ok  # too recent: kept
+    assert decisions_left(pg_pg["default"]) == 1
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert recover(registry, now=later).ok
+    assert decisions_left(pg_pg["default"]) == 0

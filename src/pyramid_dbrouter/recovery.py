@@ -17,7 +17,7 @@ application's branches remain.
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -162,7 +162,30 @@ def recover(registry, dry_run=False, older_than=0, now=None):
         report.remaining = _still_prepared(state, visited_only=True)
         left = {parse_xid(x, prefix)[0] for x in report.remaining}
         _forget(state, {g for g in resolved_gtrids if g not in left}, keep=ABORT)
+        _forget_stale(state, left, now)
     return report
+
+
+#: COMMIT decisions older than this, with no branch left, are removed (a
+#: process that stopped keeps its last few until then)
+STALE_AFTER = 3600
+
+
+def _forget_stale(state, left, now):
+    cutoff = (now - timedelta(seconds=STALE_AFTER)).replace(tzinfo=None)
+    keep = [f"{state.policy.prefix}:{g}" for g in left]
+    for _name, engine in _decision_engines(state):
+        with engine.begin() as conn:
+            if not inspect(conn).has_table(decisions.name):
+                continue
+            conn.execute(
+                delete(decisions).where(
+                    decisions.c.decision == COMMIT,
+                    decisions.c.created < cutoff,
+                    decisions.c.gtrid.like(f"{state.policy.prefix}:%"),
+                    decisions.c.gtrid.not_in(keep),
+                )
+            )
 
 
 def _dynamic(state):
