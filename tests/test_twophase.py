@@ -36,7 +36,9 @@ def decisions_left(url):
         with engine.connect() as conn:
             if not inspect(conn).has_table("dbrouter_decisions"):
                 return 0
-            return conn.exec_driver_sql("select count(*) from dbrouter_decisions").scalar()
+            return conn.exec_driver_sql(
+                "select count(*) from dbrouter_decisions"
+            ).scalar()
     finally:
         engine.dispose()
 
