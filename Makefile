@@ -31,7 +31,8 @@ test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/python benchmarks/routing_overhead.py
+	$(BIN)/python -m pip install --quiet --editable '.[testing,bench]'
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info var

@@ -545,6 +545,9 @@ def _note_write(cursor, statement, parameters, context):
     # None: SQLAlchemy goes on and executes the statement itself
 
 
+_TRACKED = weakref.WeakSet()
+
+
 def _note_write_no_params(cursor, statement, context):
     _note_write(cursor, statement, None, context)
 
@@ -559,8 +562,11 @@ def track_writes(engine):
     """
     from sqlalchemy import event
 
-    if event.contains(engine, "do_execute", _note_write):
+    # not event.contains(): SQLAlchemy's registry is keyed by id(), which a
+    # new dialect may reuse after an old one was collected
+    if engine.dialect in _TRACKED:
         return
+    _TRACKED.add(engine.dialect)
     event.listen(engine, "do_execute", _note_write, insert=True)
     event.listen(engine, "do_executemany", _note_write, insert=True)
     event.listen(engine, "do_execute_no_params", _note_write_no_params, insert=True)
