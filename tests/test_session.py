@@ -334,3 +334,55 @@ class TestBadInput:
             RouterAnswerError, match=r"Confused\.db_for_read returned 42"
         ):
             session.scalars(select(Album)).all()
+
+
+class TestReflectedTables:
+    """Flask-style binds: tables reflected from a legacy database stay there."""
+
+    @pytest.fixture
+    def legacy(self, sqlite_engines):
+        engines = sqlite_engines("default", "legacy", create=False)
+        with engines["legacy"].begin() as conn:
+            conn.exec_driver_sql(
+                "create table orders (id integer primary key, total int)"
+            )
+            conn.exec_driver_sql("insert into orders values (1, 40), (2, 2)")
+        return engines
+
+    def test_automapped_classes_with_a_bind_key(self, legacy, db_path):
+        from sqlalchemy.ext.automap import automap_base
+
+        LegacyBase = automap_base()
+        LegacyBase.__bind_key__ = "legacy"
+        LegacyBase.prepare(autoload_with=legacy["legacy"])
+        Order = LegacyBase.classes.orders
+        session = make_session(legacy)
+        assert [o.total for o in session.scalars(select(Order).order_by(Order.id))] == [
+            40,
+            2,
+        ]
+        session.get(Order, 2).total = 3
+        session.add(Order(id=3, total=7))
+        session.commit()
+        assert rows(db_path("legacy"), "select total from orders order by id") == [
+            (40,),
+            (3,),
+            (7,),
+        ]
+
+    def test_core_statements_on_a_table_with_a_bind_key(self, legacy, db_path):
+        from sqlalchemy import MetaData, Table
+
+        orders = Table(
+            "orders",
+            MetaData(),
+            autoload_with=legacy["legacy"],
+            info={"bind_key": "legacy"},
+        )
+        session = make_session(legacy)
+        assert session.scalar(select(orders.c.total).where(orders.c.id == 1)) == 40
+        session.execute(insert(orders).values(id=9, total=90))
+        session.commit()
+        assert rows(db_path("legacy"), "select total from orders where id = 9") == [
+            (90,)
+        ]

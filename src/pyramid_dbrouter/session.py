@@ -118,6 +118,18 @@ def _relationships(mapper):
     return found
 
 
+def _table_bind_key(statement):
+    """A Core statement on a Table whose ``info["bind_key"]`` names an engine
+    (a reflected table, say) goes there."""
+    table = getattr(statement, "table", None)  # INSERT, UPDATE, DELETE
+    if table is None and statement.is_select:
+        froms = getattr(statement, "get_final_froms", None)
+        tables = froms() if froms is not None else ()
+        table = tables[0] if len(tables) == 1 else None
+    info = getattr(table, "info", None)
+    return info.get("bind_key") if info else None
+
+
 def _related(state, prop):
     value = state.dict.get(prop.key)
     if value is None:
@@ -166,6 +178,10 @@ class RoutingSession(Session):
             return self._dbr_pins[-1]
         if model is not None:
             key = getattr(model, "__bind_key__", None)
+            if key is not None:
+                return key
+        elif clause is not None:
+            key = _table_bind_key(clause)
             if key is not None:
                 return key
         routers = self.routers
