@@ -23,7 +23,7 @@ from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .config import get_state
-from .twophase import ABORT, COMMIT, _finish_recovered, decisions
+from .twophase import ABORT, COMMIT, _finish_recovered, autocommit, decisions
 from .xa import driver_for, parse_xid
 
 log = logging.getLogger(__name__)
@@ -55,16 +55,8 @@ class Report:
 
 def _prepared(engine, prefix):
     """This application's prepared branches on *engine*'s database."""
-    driver = driver_for(engine)
-    raw = engine.raw_connection()
-    try:
-        driver.set_autocommit(raw.dbapi_connection, True)
-        try:
-            found = driver.recover(raw.dbapi_connection)
-        finally:
-            driver.set_autocommit(raw.dbapi_connection, False)
-    finally:
-        raw.close()
+    with autocommit(engine) as dbapi_connection:
+        found = driver_for(engine).recover(dbapi_connection)
     return [(xid, at) for xid, at in found if parse_xid(xid, prefix) is not None]
 
 

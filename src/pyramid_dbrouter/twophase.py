@@ -33,6 +33,7 @@ import secrets
 import threading
 import time
 import weakref
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, event, insert
@@ -108,11 +109,8 @@ class TwoPhasePolicy:
         prepared branch (checked once per engine)."""
         if name not in self._checked:
             driver = driver_for(engine)
-            raw = engine.raw_connection()
-            try:
-                problem = driver.check(raw.dbapi_connection)
-            finally:
-                raw.close()
+            with autocommit(engine) as dbapi_connection:
+                problem = driver.check(dbapi_connection)
             xid = make_xid(self.prefix, "0" * 16, name)
             if problem is None and len(xid) > driver.max_xid_length:
                 problem = (
@@ -263,6 +261,7 @@ class RoutingDataManager(SessionDataManager):
                     "(a statement had failed in it); nothing was committed"
                 )
             self.prepared.append((branch, xid))
+            branch.connection.info.pop(XID, None)  # no longer to be ended
             checkpoint("prepared", branch.name)
         record = {
             "gtrid": f"{policy.prefix}:{self.gtrid}",
@@ -328,21 +327,16 @@ class RoutingDataManager(SessionDataManager):
             f"'{record['branches']}', now() AT TIME ZONE 'UTC')"
         )
         driver = driver_for(engine)
-        raw = engine.raw_connection()
-        try:
-            driver.set_autocommit(raw.dbapi_connection, True)
+        with autocommit(engine) as dbapi_connection:
             checkpoint("decision-inserted")
             try:
-                driver.run(raw.dbapi_connection, sql)
+                driver.run(dbapi_connection, sql)
             except DBAPIError as exc:
                 # a constraint error is a known outcome (recovery decided
                 # ABORT first); anything else may or may not have committed
                 if not isinstance(exc, IntegrityError):
                     self.outcome_unknown = True
                 raise
-            driver.set_autocommit(raw.dbapi_connection, False)
-        finally:
-            raw.close()
 
     def _decide_in_last_resource(self, branch, record):
         checkpoint("before-last-resource", branch.name)
@@ -450,22 +444,32 @@ class RoutingDataManager(SessionDataManager):
         return f"~sqlalchemy:{id(self.tx)}"
 
 
-def _finish_recovered(engine, driver, xid, decision):
-    """COMMIT or ROLLBACK PREPARED *xid* from a new autocommit connection."""
+@contextmanager
+def autocommit(engine):
+    """A DBAPI connection of *engine* in autocommit, for statements that may
+    not run in a transaction block; discarded if anything fails, so that no
+    connection goes back to the pool in autocommit."""
+    driver = driver_for(engine)
     raw = engine.raw_connection()
     try:
-        dbapi_connection = raw.dbapi_connection
-        driver.set_autocommit(dbapi_connection, True)
-        try:
-            verb = "COMMIT" if decision == COMMIT else "ROLLBACK"
-            if driver.begins_as_branch:
-                driver.run(dbapi_connection, f"XA {verb} '{xid}'")
-            else:
-                driver.run(dbapi_connection, f"{verb} PREPARED '{xid}'")
-        finally:
-            driver.set_autocommit(dbapi_connection, False)
+        driver.set_autocommit(raw.dbapi_connection, True)
+        yield raw.dbapi_connection
+        driver.set_autocommit(raw.dbapi_connection, False)
+    except BaseException:
+        raw.invalidate()
+        raise
     finally:
         raw.close()
+
+
+def _finish_recovered(engine, driver, xid, decision):
+    """COMMIT or ROLLBACK PREPARED *xid* from a new autocommit connection."""
+    verb = "COMMIT" if decision == COMMIT else "ROLLBACK"
+    with autocommit(engine) as dbapi_connection:
+        if driver.begins_as_branch:
+            driver.run(dbapi_connection, f"XA {verb} '{xid}'")
+        else:
+            driver.run(dbapi_connection, f"{verb} PREPARED '{xid}'")
 
 
 # -- joining sessions to transactions ------------------------------------------------

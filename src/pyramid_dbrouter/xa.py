@@ -122,8 +122,9 @@ class PostgreSQLDriver(BranchDriver):
         self._autocommit(dbapi_connection, f"ROLLBACK PREPARED '{xid}'")
 
     def recover(self, dbapi_connection):
-        """``[(xid, prepared_at_or_None)]`` of this database's prepared branches."""
-        _, rows = self._autocommit(
+        """``[(xid, prepared_at_or_None)]`` of this database's prepared
+        branches (on a connection in autocommit)."""
+        _, rows = self.run(
             dbapi_connection,
             "SELECT gid, prepared FROM pg_prepared_xacts "
             "WHERE database = current_database()",
@@ -132,7 +133,7 @@ class PostgreSQLDriver(BranchDriver):
 
     def check(self, dbapi_connection):
         """Why this server cannot take part in a two-phase commit, or None."""
-        _, rows = self._autocommit(dbapi_connection, "SHOW max_prepared_transactions")
+        _, rows = self.run(dbapi_connection, "SHOW max_prepared_transactions")
         if int(rows[0][0]) < 1:
             return (
                 "max_prepared_transactions = 0 on this PostgreSQL server; set it to "
