@@ -35,12 +35,14 @@ def world(tmp_path_factory):
         engines[name] = engine
     engines["default"] = engines["union"]
     yield engines
+    close_sessions()
     for engine in engines.values():
         engine.dispose()
 
 
 def load(world, photos):
     """Spread *photos* over the shards (by id), and all of them into union."""
+    close_sessions()
     for name in (*SHARDS, "union"):
         with world[name].begin() as conn:
             conn.execute(delete(Photo))
@@ -51,14 +53,27 @@ def load(world, photos):
                 conn.execute(insert(Photo), [photo])
 
 
+OPEN = []
+
+
+def close_sessions():
+    """SQLite readers hold a shared lock until their transaction ends."""
+    while OPEN:
+        OPEN.pop().close()
+
+
 def fanout_session(world):
     shards = {name: world[name] for name in SHARDS}
     shards["default"] = world["union"]
-    return get_session_factory(shards, [FanOutPhotos()])()
+    session = get_session_factory(shards, [FanOutPhotos()])()
+    OPEN.append(session)
+    return session
 
 
 def union_session(world):
-    return get_session_factory({"default": world["union"]})()
+    session = get_session_factory({"default": world["union"]})()
+    OPEN.append(session)
+    return session
 
 
 photo_rows = st.lists(

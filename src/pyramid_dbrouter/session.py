@@ -154,6 +154,7 @@ class RoutingSession(Session):
         self._dbr_policy = policy
         self.engines = engines
         self.routers = routers
+        self._dbr_routed = bool(routers)
         self._dbr_multi = engines.is_multi()
         self._dbr_pins = []
         self._dbr_exec_bind = None
@@ -184,8 +185,8 @@ class RoutingSession(Session):
             key = _table_bind_key(clause)
             if key is not None:
                 return key
-        routers = self.routers
-        if routers:
+        if self._dbr_routed:
+            routers = self.routers
             request = self.info.get("request")
             if write:
                 answer = routers.db_for_write(model, clause=clause, request=request)
@@ -263,21 +264,24 @@ class RoutingSession(Session):
             return super()._execute_internal(
                 statement, params, execution_options=execution_options, **kw
             )
-        writes = statement_writes(statement)
-        name = self._dbr_inherited(statement, execution_options)
+        is_select = statement.is_select
+        writes = not is_select and statement_writes(statement)
+        name = None
+        if execution_options or statement._execution_options:
+            name = self._dbr_inherited(statement, execution_options)
         source = "execution option" if name is not None else None
         if name is None:
             source = "using_bind" if self._dbr_pins else "a router"
-            name = self._dbr_choose(
-                _statement_model(statement), not statement.is_select, clause=statement
-            )
+            subject = statement._propagate_attrs.get("plugin_subject")
+            model = subject.class_ if subject is not None else None
+            name = self._dbr_choose(model, not is_select, statement)
         if isinstance(name, list):
             from .fanout import execute_fanout
 
             return execute_fanout(
                 self, name, statement, params, execution_options, bind_arguments, kw
             )
-        engine = self.engine(name, source)
+        engine = self.engines._static.get(name) or self.engine(name, source)
         if name != DEFAULT:
             bind_arguments = dict(bind_arguments or ())
             bind_arguments["bind"] = engine
