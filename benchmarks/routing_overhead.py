@@ -1,8 +1,9 @@
 """Per-statement cost of ``RoutingSession`` on the ``default`` engine.
 
-Compares, side by side, on SQLite in memory (one identical engine per
-contender, so that the write-tracking listener a multi-engine factory puts on
-its engines is paid by the routing contenders only):
+Compares, side by side, on SQLite in memory or on PostgreSQL over loopback
+TCP (one identical engine -- and, on PostgreSQL, one database -- per
+contender, so that the write-tracking listener a multi-engine factory puts
+on its engines is paid by the routing contenders only):
 
 * a plain SQLAlchemy ``Session`` (the reference, ratio 1.00);
 * ``sqlalchemy.ext.horizontal_shard.ShardedSession`` with one shard;
@@ -37,27 +38,22 @@ timing, every contender is checked to do the same work (same rows, same
 inserts, rollback leaves the table as it was) and the routing contenders to
 really consult their routers; nothing asserts on a time.
 
-Run: ``.venv/bin/python benchmarks/routing_overhead.py [--quick] [--json PATH]``
+Run: ``.venv/bin/python benchmarks/routing_overhead.py [--quick] [--postgresql]
+[--json PATH]``; ``benchmarks/report.py`` calls :func:`run`.
 """
 
 import argparse
-import gc
+import functools
 import json
-import os
-import platform
-import statistics
-import subprocess
-import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
-import sqlalchemy
 from sqlalchemy import String, create_engine, event, func, insert, select
 from sqlalchemy.ext.horizontal_shard import ShardedSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+import _bench
 from pyramid_dbrouter import RoutingSession, bind_of, get_session_factory
 from pyramid_dbrouter.session import _note_write
 
@@ -118,18 +114,29 @@ class ReplicaRouter:
 # -- contenders -------------------------------------------------------------------
 
 
-def make_engine():
-    engine = create_engine(
-        "sqlite://",
-        poolclass=StaticPool,
-        connect_args={"check_same_thread": False},
-    )
+def make_engine(url=None):
+    """An engine whose ``item`` table holds ROWS rows: SQLite in memory, or
+    the database *url* (emptied first)."""
+    if url is None:
+        engine = create_engine(
+            "sqlite://",
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+        )
+    else:
+        engine = create_engine(url)
+        Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
     with engine.begin() as conn:
         conn.execute(
             insert(Item),
             [{"id": i, "name": f"item {i}", "value": i} for i in range(1, ROWS + 1)],
         )
+        if engine.dialect.name == "postgresql":
+            # explicit ids leave the serial's sequence behind
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('item', 'id'), max(id)) FROM item"
+            )
     return engine
 
 
@@ -156,11 +163,17 @@ class Contender:
         return self.engines["default"]
 
 
-def make_contenders(single):
-    plain = make_engine()
-    sharded = make_engine()
-    r0, r0_other = make_engine(), make_engine()
-    r2, r2_other = make_engine(), make_engine()
+def make_contenders(single, new_url=lambda: None):
+    """The contenders, each on engines of its own; *new_url* gives each
+    engine's database URL (None: SQLite in memory)."""
+
+    def make():
+        return make_engine(new_url())
+
+    plain = make()
+    sharded = make()
+    r0, r0_other = make(), make()
+    r2, r2_other = make(), make()
     contenders = [
         Contender("plain Session", sessionmaker(bind=plain), {"default": plain}),
         Contender(
@@ -189,7 +202,7 @@ def make_contenders(single):
         ),
     ]
     if single:
-        r1 = make_engine()
+        r1 = make()
         contenders.append(
             Contender(
                 "RoutingSession, 1 engine, 0 routers",
@@ -306,165 +319,86 @@ def check_contenders(contenders):
 # -- timing -----------------------------------------------------------------------
 
 
-def calibrate(op, contender, block_ns):
-    """N such that one block of the plain session lasts about block_ns."""
-    setup, run, teardown = OPERATIONS[op]
-    state = setup(contender)
-    try:
-        run(state, 3)  # warm caches
-        n = 1
-        while True:
-            start = time.perf_counter_ns()
-            run(state, n)
-            elapsed = time.perf_counter_ns() - start
-            if elapsed >= block_ns / 4 or n >= 1 << 20:
-                break
-            n *= 2
-    finally:
-        teardown(state)
-    return max(1, round(n * block_ns / max(elapsed, 1)))
-
-
-def measure(op, contenders, rounds, block_ns, log):
-    setup, run, teardown = OPERATIONS[op]
-    n = calibrate(op, contenders[0], block_ns)
+def measure(op, contenders, rounds, block_ms):
+    setup, run_op, teardown = OPERATIONS[op]
     states = [setup(c) for c in contenders]
     try:
-        for state in states:  # warm-up, untimed
-            run(state, max(1, n // 2))
-        gc.collect()
-        gc.freeze()  # the setup's objects are never scanned again
-        per_op = [[] for _ in contenders]
-        cpu_per_op = [[] for _ in contenders]
-        k = len(contenders)
-        for r in range(rounds):
-            for j in range(k):
-                i = (r + j) % k
-                cpu_start = time.process_time_ns()
-                start = time.perf_counter_ns()
-                run(states[i], n)
-                per_op[i].append((time.perf_counter_ns() - start) / n)
-                cpu_per_op[i].append((time.process_time_ns() - cpu_start) / n)
-            log(".")
-        gc.unfreeze()
+        runs = [functools.partial(run_op, state) for state in states]
+        return _bench.measure([c.name for c in contenders], runs, rounds, block_ms)
     finally:
         for state in states:
             teardown(state)
-    return n, per_op, cpu_per_op
 
 
-def quantile(values, q):
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+def run(
+    quick=False,
+    postgres=None,
+    ops=None,
+    single=True,
+    rounds=None,
+    block_ms=None,
+):
+    """Measure; return the raw figures as a JSON-able dict.
 
+    *postgres* is a started ``PostgresCluster`` (tests/_servers.py): every
+    engine gets a database of its own there; None is SQLite in memory.
+    """
+    rounds = rounds or (8 if quick else 30)
+    block_ms = block_ms or (30.0 if quick else 100.0)
+    ops = ops or list(OPERATIONS)
+    new_url = lambda: None  # noqa: E731
+    if postgres is not None:
 
-def summarize(per_op, cpu_per_op):
-    base = per_op[0]
-    cpu_base = statistics.median(cpu_per_op[0])
-    base_median = statistics.median(base)
-    rows = []
-    for times, cpu in zip(per_op, cpu_per_op, strict=True):
-        paired = [t / b for t, b in zip(times, base, strict=True)]
-        rows.append(
-            {
-                "median_ns": statistics.median(times),
-                "ratio": statistics.median(times) / base_median,
-                "paired_median": statistics.median(paired),
-                "paired_p25": quantile(paired, 0.25),
-                "paired_p75": quantile(paired, 0.75),
-                "min_ns": min(times),
-                "min_ratio": min(times) / min(base),
-                "cpu_median_ns": statistics.median(cpu),
-                "cpu_ratio": statistics.median(cpu) / cpu_base,
-            }
-        )
-    return rows
+        def new_url():
+            return postgres.url(postgres.create_database())
 
-
-# -- machine ----------------------------------------------------------------------
-
-
-def cpu_model():
+    began = time.perf_counter()
+    other_load = _bench.OtherLoad()
+    contenders = make_contenders(single, new_url)
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_revision():
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev + ("-dirty" if dirty else "")
-
-
-class OtherLoad:
-    """CPU time used by other processes while the benchmark ran (Linux only)."""
-
-    def __init__(self):
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample():
-        try:
-            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-            ticks = [int(x) for x in fields]
-        except (OSError, ValueError):
-            return None
-        # user nice system idle iowait irq softirq steal: busy = all but idle, iowait
-        busy = sum(ticks[:8]) - ticks[3] - ticks[4]
-        own = os.times()
-        return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.time()
-
-    def cpus(self):
-        """Average number of CPUs other processes kept busy, or None."""
-        end = self._sample()
-        if self.start is None or end is None or end[2] <= self.start[2]:
-            return None
-        busy = end[0] - self.start[0]
-        own = end[1] - self.start[1]
-        return max(0.0, (busy - own) / (end[2] - self.start[2]))
-
-
-def machine():
-    import sqlite3
-
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
+        check_contenders(contenders)
+        results = {}
+        for op in ops:
+            _bench.log(
+                f"  routing overhead ({'PostgreSQL' if postgres else 'SQLite'}) {op}: "
+            )
+            results[op] = measure(op, contenders, rounds, block_ms)
+            _bench.log("\n")
+        for c in contenders:
+            if count_items(c.engine) != ROWS:
+                raise SystemExit(f"{c.name}: the table grew; the benchmark leaked rows")
+    finally:
+        for c in contenders:
+            for engine in c.engines.values():
+                engine.dispose()
+    others = other_load.cpus()
     return {
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable,
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "sqlalchemy": sqlalchemy.__version__,
-        "sqlite": sqlite3.sqlite_version,
-        "pyramid_dbrouter": metadata.version("pyramid_dbrouter"),
-        "git": git_revision(),
+        "backend": "postgresql" if postgres is not None else "sqlite",
+        "rounds": rounds,
+        "block_ms": block_ms,
+        "elapsed_s": time.perf_counter() - began,
+        "other_cpus": others,
+        "contenders": [c.name for c in contenders],
+        "operations": results,
     }
+
+
+def format_table(result):
+    lines = [
+        "| operation | N | contender | median µs/op | ratio "
+        "| paired ratio [IQR] | CPU-time ratio |",
+        "| --- | ---: | --- | ---: | ---: | --- | ---: |",
+    ]
+    for op, data in result["operations"].items():
+        for name in data["contenders"]:
+            row = data["summary"][name]
+            lines.append(
+                f"| {op} | {data['n']} | {name} | {row['median_ns'] / 1000:.2f} "
+                f"| {row['ratio']:.3f}x | {row['paired_median']:.3f} "
+                f"[{row['paired_p25']:.3f}–{row['paired_p75']:.3f}] "
+                f"| {row['cpu_ratio']:.3f}x |"
+            )
+    return "\n".join(lines)
 
 
 # -- main ---------------------------------------------------------------------------
@@ -485,69 +419,52 @@ def main(argv=None):
         action="store_true",
         help="leave out the single-engine RoutingSession",
     )
+    parser.add_argument(
+        "--postgresql",
+        action="store_true",
+        help="on a PostgreSQL cluster started for the run (tests/_servers.py)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the raw numbers")
     args = parser.parse_args(argv)
 
-    rounds = args.rounds or (10 if args.quick else 35)
-    block_ms = args.block_ms or (40.0 if args.quick else 100.0)
-    ops = args.only or list(OPERATIONS)
-
-    def log(text):
-        print(text, end="", file=sys.stderr, flush=True)
-
-    began = time.perf_counter()
-    other_load = OtherLoad()
-    contenders = make_contenders(single=not args.no_single)
-    check_contenders(contenders)
-    info = machine()
-    results = {}
-    for op in ops:
-        log(f"{op}: ")
-        n, per_op, cpu_per_op = measure(op, contenders, rounds, block_ms * 1e6, log)
-        results[op] = {
-            "n": n,
-            "per_op": per_op,
-            "cpu_per_op": cpu_per_op,
-            "summary": summarize(per_op, cpu_per_op),
-        }
-        log("\n")
-    for c in contenders:
-        if count_items(c.engine) != ROWS:
-            raise SystemExit(f"{c.name}: the table grew; the benchmark leaked rows")
-    elapsed = time.perf_counter() - began
-    others = other_load.cpus()
+    cluster = _bench.start_postgres("bench-routing") if args.postgresql else None
+    try:
+        info = _bench.machine()
+        if cluster is not None:
+            info["postgresql"] = _bench.postgres_version(cluster)
+        result = run(
+            quick=args.quick,
+            postgres=cluster,
+            ops=args.only,
+            single=not args.no_single,
+            rounds=args.rounds,
+            block_ms=args.block_ms,
+        )
+    finally:
+        if cluster is not None:
+            _bench.stop_postgres(cluster)
+    others = result["other_cpus"]
     info["CPUs used by other processes during the run"] = (
         "unknown" if others is None else f"{others:.2f}"
     )
+    result["machine"] = info
 
-    print("# RoutingSession overhead on the `default` engine\n")
+    print(f"# RoutingSession overhead on the `default` engine ({result['backend']})\n")
     for key, value in info.items():
         print(f"- {key}: {value}")
     print(
-        f"- method: {rounds} interleaved rounds per operation, blocks of about "
-        f"{block_ms:g} ms (N per block below), median per operation; "
-        f"total {elapsed:.0f} s\n"
+        f"- method: {result['rounds']} interleaved rounds per operation, blocks of "
+        f"about {result['block_ms']:g} ms (N per block below), median per "
+        f"operation; total {result['elapsed_s']:.0f} s\n"
     )
-    print(
-        "| operation | N | contender | median µs/op | ratio "
-        "| paired ratio [IQR] | CPU-time ratio |"
-    )
-    print("| --- | ---: | --- | ---: | ---: | --- | ---: |")
-    for op in ops:
-        result = results[op]
-        for c, row in zip(contenders, result["summary"], strict=True):
-            print(
-                f"| {op} | {result['n']} | {c.name} | {row['median_ns'] / 1000:.2f} "
-                f"| {row['ratio']:.3f}x | {row['paired_median']:.3f} "
-                f"[{row['paired_p25']:.3f}–{row['paired_p75']:.3f}] "
-                f"| {row['cpu_ratio']:.3f}x |"
-            )
+    print(format_table(result))
     print(
         "\nratio: median / plain Session's median.  paired ratio: per round, "
         "contender's block / plain Session's block of the same round; its "
         "interquartile range shows the run-to-run noise.  CPU-time ratio: the "
         "same as ratio, on this process's CPU time (time.process_time_ns), which "
-        "leaves out the time other processes took the CPU away."
+        "leaves out the time other processes took the CPU away (and, on "
+        "PostgreSQL, the server's time)."
     )
     if others is not None and others > 0.25:
         print(
@@ -555,40 +472,8 @@ def main(argv=None):
             f"{info['usable_cpus']} CPUs busy during this run: the numbers are "
             "disturbed; prefer the CPU-time ratio, or rerun on an idle machine."
         )
-
     if args.json:
-        raw = {
-            "machine": info,
-            "rounds": rounds,
-            "block_ms": block_ms,
-            "elapsed_s": elapsed,
-            "contenders": [c.name for c in contenders],
-            "operations": {
-                op: {
-                    "n": results[op]["n"],
-                    "per_op_ns": {
-                        c.name: times
-                        for c, times in zip(
-                            contenders, results[op]["per_op"], strict=True
-                        )
-                    },
-                    "cpu_per_op_ns": {
-                        c.name: times
-                        for c, times in zip(
-                            contenders, results[op]["cpu_per_op"], strict=True
-                        )
-                    },
-                    "summary": {
-                        c.name: row
-                        for c, row in zip(
-                            contenders, results[op]["summary"], strict=True
-                        )
-                    },
-                }
-                for op in ops
-            },
-        }
-        Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
