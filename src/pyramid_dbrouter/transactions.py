@@ -29,7 +29,12 @@ from .exceptions import UnsafeCommitError
 from .routers import RouterChain, check_router
 from .session import RoutingSession, track_writes, wrote
 from .settings import DEFAULT
-from .twophase import TwoPhasePolicy, register, start_branch
+from .twophase import (
+    TwoPhasePolicy,
+    listen_transaction_events,
+    register,
+    start_branch,
+)
 from .xa import driver_for
 
 
@@ -94,6 +99,7 @@ def get_session_factory(engine, routers=None, policy=None, **session_options):
         policy=policy,
         **session_options,
     )
+    listen_transaction_events(factory)
     if engines.is_multi():
         engines.on_new_engine = track_writes
         for _name, each in engines.static_items():
@@ -117,7 +123,6 @@ def get_tm_session(session_factory, transaction_manager, request=None):
     dbsession = session_factory(info={"request": request})
     if isinstance(dbsession, RoutingSession):
         register(dbsession, transaction_manager)
-        dbsession._dbr_tm = transaction_manager
     else:
         zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
     return dbsession

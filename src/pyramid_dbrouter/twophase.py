@@ -38,12 +38,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, event, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from transaction._transaction import Status as ZopeStatus
 from zope.sqlalchemy.datamanager import (
     _SESSION_STATE,
     STATUS_ACTIVE,
     STATUS_CHANGED,
     SessionDataManager,
-    ZopeTransactionEvents,
 )
 
 from .exceptions import DBRouterError, UnsafeCommitError
@@ -487,54 +487,46 @@ def mark_changed(session, transaction_manager, keep_session=False):
     _SESSION_STATE[session] = STATUS_CHANGED
 
 
-class RoutingTransactionEvents(ZopeTransactionEvents):
-    """zope.sqlalchemy's session events, joining with RoutingDataManager.
-
-    ``do_orm_execute`` is left out: the session marks its own writes.
-    """
-
-    def after_begin(self, session, transaction, connection):
-        join_transaction(
-            session, self.initial_state, self.transaction_manager, self.keep_session
-        )
-
-    def after_attach(self, session, instance):
-        join_transaction(
-            session, self.initial_state, self.transaction_manager, self.keep_session
-        )
-
-    def after_flush(self, session, flush_context):
-        mark_changed(session, self.transaction_manager, self.keep_session)
-
-    def after_bulk_update(self, update_context):
-        mark_changed(
-            update_context.session, self.transaction_manager, self.keep_session
-        )
-
-    def after_bulk_delete(self, delete_context):
-        mark_changed(
-            delete_context.session, self.transaction_manager, self.keep_session
-        )
-
-    def mark_changed(self, session):
-        mark_changed(session, self.transaction_manager, self.keep_session)
-
-    def join_transaction(self, session):
-        join_transaction(
-            session, self.initial_state, self.transaction_manager, self.keep_session
-        )
+# zope.sqlalchemy's session events, listened to once on the session factory
+# (attaching them to each new session cost a request some 50 us), acting on
+# sessions joined to a transaction manager by get_tm_session.
+# ``do_orm_execute`` and the bulk events are left out: the session marks
+# its own writes.
 
 
-def register(session, transaction_manager, keep_session=False):
-    """Join *session* to *transaction_manager* (zope.sqlalchemy's ``register``)."""
-    ext = RoutingTransactionEvents(STATUS_ACTIVE, transaction_manager, keep_session)
-    for name in (
-        "after_begin",
-        "after_attach",
-        "after_flush",
-        "after_bulk_update",
-        "after_bulk_delete",
-        "before_commit",
-    ):
-        event.listen(session, name, getattr(ext, name))
-    return ext
+def _join_on_use(session, *args):
+    """``after_begin``, ``after_attach``: join the zope transaction."""
+    manager = session._dbr_tm
+    if manager is not None:
+        join_transaction(session, STATUS_ACTIVE, manager)
+
+
+def _changed_by_flush(session, flush_context):
+    manager = session._dbr_tm
+    if manager is not None:
+        mark_changed(session, manager)
+
+
+def _commit_only_through_the_manager(session):
+    manager = session._dbr_tm
+    if manager is not None and not session.in_nested_transaction():
+        if manager.get().status != ZopeStatus.COMMITTING:
+            raise DBRouterError(
+                "this session is joined to a transaction manager: commit with "
+                "the manager (request.tm.commit(), transaction.commit()), not "
+                "with session.commit()"
+            )
+
+
+def listen_transaction_events(factory):
+    """Install the handlers above on a session factory (``sessionmaker``)."""
+    event.listen(factory, "after_begin", _join_on_use)
+    event.listen(factory, "after_attach", _join_on_use)
+    event.listen(factory, "after_flush", _changed_by_flush)
+    event.listen(factory, "before_commit", _commit_only_through_the_manager)
+
+
+def register(session, transaction_manager):
+    """Join *session* to *transaction_manager* (zope.sqlalchemy's
+    ``register``, for sessions of a factory made by get_session_factory)."""
+    session._dbr_tm = transaction_manager
