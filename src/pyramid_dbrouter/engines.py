@@ -146,8 +146,8 @@ class EngineRegistry:
             self.on_new_engine(engine)
         for old in evicted:
             # connections still checked out finish their work; the pool's
-            # idle connections close now
-            old.dispose()
+            # idle connections are closed off the request's path
+            self.executor().submit(old.dispose)
         return engine
 
     def open_dynamic_names(self):

@@ -16,8 +16,6 @@ SQL runs, unless the statement asks for ``execution_options(fanout="concat")``:
 each engine's rows in turn, in the order the router named the engines.
 """
 
-import functools
-
 from sqlalchemy import inspect
 from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
 from sqlalchemy.exc import CompileError
@@ -114,11 +112,17 @@ def _run_parallel(session, jobs):
     pool = session.engines.executor()
     futures = [
         pool.submit(_fetch, conn, stmt, stmt_params, options)
-        for _cls, conn, stmt, stmt_params, options, _binds in jobs
+        for _cls, conn, stmt, stmt_params, options, _binds in jobs[1:]
     ]
-    # wait for every engine before raising, so that no worker still uses a
-    # connection when the caller rolls back
+    # the caller's thread reads the first engine meanwhile, and waits for
+    # every engine before raising, so that no worker still uses a connection
+    # when the caller rolls back
+    _cls, conn, stmt, stmt_params, options, _binds = jobs[0]
     outcomes = []
+    try:
+        outcomes.append((_fetch(conn, stmt, stmt_params, options), None))
+    except BaseException as exc:  # noqa: BLE001 - re-raised below
+        outcomes.append((None, exc))
     for future in futures:
         try:
             outcomes.append((future.result(), None))
@@ -167,9 +171,10 @@ class MergePlan:
             self.offset = statement._offset or 0
         except CompileError:
             self._refuse(statement, "a LIMIT or OFFSET that is not a plain integer")
-        if self.limit is not None:
-            statement = statement.limit(self.limit + self.offset)
         if self.offset:
+            # each engine gives the rows up to the end of the page
+            if self.limit is not None:
+                statement = statement.limit(self.limit + self.offset)
             statement = statement.offset(None)
         self.statement = statement
         nulls_high = dialect_name in _NULLS_HIGH
@@ -253,19 +258,28 @@ class MergePlan:
         frozen = [result.freeze() for result in results]
         scalars = frozen[0]._source_supports_scalars
         rows = [row for each in frozen for row in each.data]
-        if self.keys:
-            keys = [
-                (_scalar_getter(getter) if scalars else getter, desc, nulls_first)
-                for getter, desc, nulls_first in self.keys
-            ]
-            # a stable sort of the engines' sorted lists, concatenated in the
-            # router's order, is their merge
-            rows.sort(key=functools.cmp_to_key(functools.partial(_compare, keys)))
+        # one stable sort per key, the least significant first: the engines'
+        # sorted lists, concatenated in the router's order, end up merged as
+        # one database would have sorted them.  NULLs are ranked by a tuple,
+        # so that no Python comparison function runs per pair.
+        for getter, descending, nulls_first in reversed(self.keys):
+            if scalars:
+                getter = _scalar_getter(getter)
+            null_rank = 0 if nulls_first != descending else 2
+            rows.sort(key=_null_ranked(getter, null_rank), reverse=descending)
         stop = None if self.limit is None else self.offset + self.limit
         rows = rows[self.offset : stop]
         if scalars:
             rows = [[row] for row in rows]
         return frozen[0].with_new_rows(rows)()
+
+
+def _null_ranked(getter, null_rank):
+    def key(row):
+        value = getter(row)
+        return (null_rank, 0) if value is None else (1, value)
+
+    return key
 
 
 def _is_label_ref(element):
@@ -297,17 +311,3 @@ def _attribute(index, key):
 
 def _scalar_getter(getter):
     return lambda value: getter((value,))
-
-
-def _compare(keys, a, b):
-    for getter, descending, nulls_first in keys:
-        x, y = getter(a), getter(b)
-        if x is None or y is None:
-            if x is None and y is None:
-                continue
-            return -1 if (x is None) == nulls_first else 1
-        if x == y:
-            continue
-        order = -1 if x < y else 1
-        return -order if descending else order
-    return 0
