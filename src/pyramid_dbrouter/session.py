@@ -118,6 +118,20 @@ def _relationships(mapper):
     return found
 
 
+_RELATIONSHIP_KEYS = weakref.WeakKeyDictionary()
+
+
+def _has_relations(state):
+    """Whether any relationship of *state* holds a value (a C-level test:
+    most flushed objects have none loaded)."""
+    keys = _RELATIONSHIP_KEYS.get(state.mapper)
+    if keys is None:
+        keys = _RELATIONSHIP_KEYS[state.mapper] = frozenset(
+            prop.key for prop in _relationships(state.mapper)
+        )
+    return bool(keys) and not keys.isdisjoint(state.dict)
+
+
 def _table_bind_key(statement):
     """A Core statement on a Table whose ``info["bind_key"]`` names an engine
     (a reflected table, say) goes there."""
@@ -431,9 +445,18 @@ class RoutingSession(Session):
             if state.key is None or (only is not None and state not in only):
                 continue
             groups.setdefault(state.key[2] or DEFAULT, []).append(state)
-        if undecided:
-            self._dbr_follow_relations(undecided, groups)
+        related = None
         if self._dbr_multi:
+            related = [s for states in groups.values() for s in states]
+            related += undecided
+            related = [s for s in related if _has_relations(s)]
+        if undecided:
+            if related:
+                self._dbr_follow_relations(undecided, groups)
+            else:
+                for state in undecided:
+                    self._dbr_assign(state, DEFAULT, groups)
+        if related:
             self._dbr_check_relations(groups)
         return groups
 
@@ -489,6 +512,8 @@ class RoutingSession(Session):
     def _dbr_check_relations(self, groups):
         for name, states in groups.items():
             for state in states:
+                if not _has_relations(state):
+                    continue
                 for prop in _relationships(state.mapper):
                     for other in _related(state, prop):
                         other_name = _state_engine(inspect(other)) or DEFAULT
