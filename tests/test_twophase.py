@@ -70,7 +70,7 @@ class TestAllOrNothing:
             )
         assert count(pg_db, "none") == count(maria_db, "none") == 0
         assert prepared(pg_primary) == []
-        assert [x for x in mariadb.xa_recover() if x.startswith("dbr:")] == []
+        assert [x for x in mariadb.xa_recover() if x[1].startswith(b"dbr:")] == []
 
     def test_mariadb_alone_and_as_a_reader(self, pg_db, maria_db, mariadb):
         # MariaDB connections begin as XA branches: one that only read is
@@ -82,7 +82,7 @@ class TestAllOrNothing:
             "/write", {"note": "maria only", "engines": "maria", "read": "default"}
         )
         assert count(pg_db) == 1 and count(maria_db) == 1
-        assert [x for x in mariadb.xa_recover() if x.startswith("dbr:")] == []
+        assert [x for x in mariadb.xa_recover() if x[1].startswith(b"dbr:")] == []
 
     def test_postgresql_and_sqlite_as_last_resource(
         self, pg_db, sqlite_url, pg_primary

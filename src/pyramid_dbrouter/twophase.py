@@ -209,7 +209,8 @@ class RoutingDataManager(SessionDataManager):
     def _branches(self):
         seen, branches = set(), []
         for conn, *_ in self.tx._connections.values():
-            if id(conn) in seen or conn.closed:
+            # a connection invalidated after a failed COMMIT PREPARED is gone
+            if id(conn) in seen or conn.closed or conn.invalidated:
                 continue
             seen.add(id(conn))
             name = self.session.engines.name_of(conn.engine) or str(conn.engine.url)
@@ -384,6 +385,11 @@ class RoutingDataManager(SessionDataManager):
             try:
                 _finish_recovered(branch.engine, branch.driver, xid, COMMIT)
                 return True
+            except DBAPIError as exc:
+                if branch.driver.is_unknown_xid(exc):
+                    # committed meanwhile: by the failed attempt, or recovery
+                    return True
+                log.error("retrying COMMIT of prepared branch %s failed: %s", xid, exc)
             except Exception as exc:
                 log.error("retrying COMMIT of prepared branch %s failed: %s", xid, exc)
         return False

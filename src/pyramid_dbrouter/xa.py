@@ -150,8 +150,10 @@ class MySQLDriver(BranchDriver):
     supports_twophase = True
     begins_as_branch = True
     max_xid_length = 64
-    #: XAER_NOTA: unknown XID
-    unknown_xid_codes = (1397,)
+    #: 1397 XAER_NOTA: unknown XID.  1402 XA_RBROLLBACK: MariaDB lists a
+    #: prepared branch that changed nothing (an UPDATE matching no row) after
+    #: its client died, then answers this to XA COMMIT / ROLLBACK and drops it
+    unknown_xid_codes = (1397, 1402)
 
     def start(self, dbapi_connection, xid):
         self.run(dbapi_connection, f"XA START '{xid}'")
