@@ -164,6 +164,13 @@ STALE_AFTER = 3600
 
 
 def _forget_stale(state, left, now):
+    if any(
+        not callable(getattr(factory, "keys", None))
+        for factory in state.engines.factories.values()
+    ):
+        # a branch may sit on an engine that cannot be listed: keep its
+        # decision rather than guess
+        return
     cutoff = (now - timedelta(seconds=STALE_AFTER)).replace(tzinfo=None)
     keep = [f"{state.policy.prefix}:{g}" for g in left]
     for _name, engine in _decision_engines(state):
