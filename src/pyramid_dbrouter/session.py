@@ -32,6 +32,7 @@ from sqlalchemy.exc import NoResultFound, SADeprecationWarning
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.base import PassiveFlag
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
+from sqlalchemy.orm.loading import _load_on_pk_identity
 from sqlalchemy.sql.ddl import ExecutableDDLElement
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.util import EMPTY_DICT
@@ -130,6 +131,9 @@ def _has_relations(state):
             prop.key for prop in _relationships(state.mapper)
         )
     return bool(keys) and not keys.isdisjoint(state.dict)
+
+
+_session_execute = Session._execute_internal
 
 
 def _table_bind_key(statement):
@@ -266,7 +270,8 @@ class RoutingSession(Session):
         **kw,
     ):
         if bind_arguments and bind_arguments.get("bind") is not None:
-            return super()._execute_internal(
+            return _session_execute(
+                self,
                 statement,
                 params,
                 execution_options=execution_options,
@@ -342,26 +347,65 @@ class RoutingSession(Session):
             bind_arguments,
         )
 
-    def get(self, entity, ident, *, identity_token=None, bind_arguments=None, **kw):
-        if identity_token is not None or (
+    def get(
+        self,
+        entity,
+        ident,
+        *,
+        options=None,
+        populate_existing=False,
+        with_for_update=None,
+        identity_token=None,
+        execution_options=EMPTY_DICT,
+        bind_arguments=None,
+    ):
+        if identity_token is None and not (
             bind_arguments and bind_arguments.get("bind") is not None
         ):
-            return super().get(
-                entity,
-                ident,
-                identity_token=identity_token,
-                bind_arguments=bind_arguments,
-                **kw,
+            name = self._dbr_choose(_model_of(entity), False)
+            if isinstance(name, list):
+                return self._dbr_get_first(
+                    name,
+                    entity,
+                    ident,
+                    options,
+                    populate_existing,
+                    with_for_update,
+                    execution_options,
+                )
+            engine = self.engines._static.get(name) or self.engine(
+                name, "using_bind" if self._dbr_pins else "a router"
             )
-        name = self._dbr_choose(_model_of(entity), False)
+            bind_arguments = {"bind": engine}
+            identity_token = _token(name)
+        # Session.get's own body, without one more call
+        return self._get_impl(
+            entity,
+            ident,
+            _load_on_pk_identity,
+            options=options,
+            populate_existing=populate_existing,
+            with_for_update=with_for_update,
+            identity_token=identity_token,
+            execution_options=execution_options,
+            bind_arguments=bind_arguments,
+        )
+
+    def _dbr_get_first(self, names, entity, ident, *args):
+        """``get()`` over a fan-out: the engines in order, the first hit."""
+        options, populate_existing, with_for_update, execution_options = args
         source = "using_bind" if self._dbr_pins else "a router"
-        for each in name if isinstance(name, list) else (name,):
-            found = super().get(
+        for name in names:
+            found = self._get_impl(
                 entity,
                 ident,
-                identity_token=_token(each),
-                bind_arguments={"bind": self.engine(each, source)},
-                **kw,
+                _load_on_pk_identity,
+                options=options,
+                populate_existing=populate_existing,
+                with_for_update=with_for_update,
+                identity_token=_token(name),
+                execution_options=execution_options,
+                bind_arguments={"bind": self.engine(name, source)},
             )
             if found is not None:
                 return found
@@ -578,11 +622,9 @@ def _text_writes(sql):
 
 def _note_write(cursor, statement, parameters, context):
     if (
-        context.isinsert
-        or context.isupdate
-        or context.isdelete
-        or context.isddl
-        or _text_writes(statement)
+        _text_writes(statement)
+        if context.is_text
+        else context.isinsert or context.isupdate or context.isdelete or context.isddl
     ):
         # on the Connection object, which the session makes anew for each
         # transaction: nothing to reset, and a savepoint cannot reset it
