@@ -55,7 +55,7 @@ from sqlalchemy.pool import StaticPool
 
 import _bench
 from pyramid_dbrouter import RoutingSession, bind_of, get_session_factory
-from pyramid_dbrouter.session import _note_write
+from pyramid_dbrouter.writes import _note_write
 
 ROWS = 1000  # rows of Item in every engine's table
 

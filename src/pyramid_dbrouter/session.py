@@ -22,8 +22,6 @@ the objects they link and ORM bulk statements keep working (a per-object
 ``connection_callable`` would forbid them).
 """
 
-import functools
-import re
 import warnings
 import weakref
 
@@ -33,43 +31,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.base import PassiveFlag
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 from sqlalchemy.orm.loading import _load_on_pk_identity
-from sqlalchemy.sql.ddl import ExecutableDDLElement
-from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.util import EMPTY_DICT
 
 from .exceptions import CrossDatabaseRelationError
 from .settings import DEFAULT
+from .writes import statement_writes
 
 #: an execution option that pins one statement, as ``using_bind`` does
 BIND_OPTION = "dbrouter_bind"
-
-_WRITE_VERBS = frozenset(
-    "INSERT UPDATE DELETE REPLACE MERGE UPSERT CREATE DROP ALTER TRUNCATE "
-    "RENAME COMMENT GRANT REVOKE".split()
-)
-_FIRST_WORD = re.compile(r"^(?:\s|--[^\n]*\n|/\*.*?\*/|\()*([A-Za-z]+)", re.S)
-_CTE_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.I)
-
-
-def sql_writes(sql):
-    """Whether a textual statement writes, judged by its SQL verb."""
-    match = _FIRST_WORD.match(sql)
-    if match is None:
-        return False
-    verb = match.group(1).upper()
-    if verb == "WITH":
-        return _CTE_WRITE.search(sql) is not None
-    return verb in _WRITE_VERBS
-
-
-def statement_writes(statement):
-    if statement.is_select:
-        return False
-    if statement.is_dml or isinstance(statement, ExecutableDDLElement):
-        return True
-    if isinstance(statement, TextClause):
-        return sql_writes(statement.text)
-    return False
 
 
 def _token(name):
@@ -604,56 +573,3 @@ class RoutingSession(Session):
             for deps in before.values():
                 deps.discard(first)
         return order
-
-
-# -- which engines wrote --------------------------------------------------------
-
-
-def wrote(connection):
-    """Whether *connection* (a session's Connection, one per transaction and
-    engine) ran an INSERT, UPDATE, DELETE or DDL."""
-    return connection.__dict__.get("_dbrouter_wrote", False)
-
-
-@functools.lru_cache(maxsize=1024)
-def _text_writes(sql):
-    return sql_writes(sql)
-
-
-def _note_write(cursor, statement, parameters, context):
-    if (
-        _text_writes(statement)
-        if context.is_text
-        else context.isinsert or context.isupdate or context.isdelete or context.isddl
-    ):
-        # on the Connection object, which the session makes anew for each
-        # transaction: nothing to reset, and a savepoint cannot reset it
-        context.root_connection.__dict__["_dbrouter_wrote"] = True
-    # None: SQLAlchemy goes on and executes the statement itself
-
-
-_TRACKED = weakref.WeakSet()
-
-
-def _note_write_no_params(cursor, statement, context):
-    _note_write(cursor, statement, None, context)
-
-
-def track_writes(engine):
-    """Remember, per connection, whether the transaction wrote.
-
-    Only applications with more than one engine need to know which engines
-    wrote, so only their engines pay for it.  Dialect-level events cost far
-    less than ``before_cursor_execute``: an engine-level listener sends every
-    execution through SQLAlchemy's event branches (7-10 % per statement).
-    """
-    from sqlalchemy import event
-
-    # not event.contains(): SQLAlchemy's registry is keyed by id(), which a
-    # new dialect may reuse after an old one was collected
-    if engine.dialect in _TRACKED:
-        return
-    _TRACKED.add(engine.dialect)
-    event.listen(engine, "do_execute", _note_write, insert=True)
-    event.listen(engine, "do_executemany", _note_write, insert=True)
-    event.listen(engine, "do_execute_no_params", _note_write_no_params, insert=True)

@@ -27,7 +27,7 @@ from sqlalchemy.orm import sessionmaker
 from .engines import EngineRegistry
 from .exceptions import UnsafeCommitError
 from .routers import RouterChain, check_router
-from .session import RoutingSession, track_writes, wrote
+from .session import RoutingSession
 from .settings import DEFAULT
 from .twophase import (
     TwoPhasePolicy,
@@ -35,6 +35,7 @@ from .twophase import (
     register,
     start_branch,
 )
+from .writes import track_writes, wrote
 from .xa import driver_for
 
 

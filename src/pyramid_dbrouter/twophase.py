@@ -47,7 +47,7 @@ from zope.sqlalchemy.datamanager import (
 )
 
 from .exceptions import DBRouterError, UnsafeCommitError
-from .session import wrote
+from .writes import wrote
 from .xa import driver_for, make_xid
 
 log = logging.getLogger(__name__)

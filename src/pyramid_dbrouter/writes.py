@@ -1,0 +1,94 @@
+"""Which engines wrote in a transaction.
+
+An engine has *written* when it ran an INSERT, UPDATE, DELETE or DDL --
+judged by the SQL verb for textual SQL.  That decides the commit: nothing
+to commit, one engine to commit, or a two-phase commit.  The marks are set
+by dialect-level events on the engines of applications with more than one
+engine, on the session's Connection (one per transaction and engine), so a
+savepoint never resets them.
+"""
+
+import functools
+import re
+import weakref
+
+from sqlalchemy.sql.ddl import ExecutableDDLElement
+from sqlalchemy.sql.elements import TextClause
+
+_WRITE_VERBS = frozenset(
+    "INSERT UPDATE DELETE REPLACE MERGE UPSERT CREATE DROP ALTER TRUNCATE "
+    "RENAME COMMENT GRANT REVOKE".split()
+)
+_FIRST_WORD = re.compile(r"^(?:\s|--[^\n]*\n|/\*.*?\*/|\()*([A-Za-z]+)", re.S)
+_CTE_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.I)
+
+
+def sql_writes(sql):
+    """Whether a textual statement writes, judged by its SQL verb."""
+    match = _FIRST_WORD.match(sql)
+    if match is None:
+        return False
+    verb = match.group(1).upper()
+    if verb == "WITH":
+        return _CTE_WRITE.search(sql) is not None
+    return verb in _WRITE_VERBS
+
+
+def statement_writes(statement):
+    if statement.is_select:
+        return False
+    if statement.is_dml or isinstance(statement, ExecutableDDLElement):
+        return True
+    if isinstance(statement, TextClause):
+        return sql_writes(statement.text)
+    return False
+
+
+def wrote(connection):
+    """Whether *connection* (a session's Connection, one per transaction and
+    engine) ran an INSERT, UPDATE, DELETE or DDL."""
+    return connection.__dict__.get("_dbrouter_wrote", False)
+
+
+@functools.lru_cache(maxsize=1024)
+def _text_writes(sql):
+    return sql_writes(sql)
+
+
+def _note_write(cursor, statement, parameters, context):
+    if (
+        _text_writes(statement)
+        if context.is_text
+        else context.isinsert or context.isupdate or context.isdelete or context.isddl
+    ):
+        # on the Connection object, which the session makes anew for each
+        # transaction: nothing to reset, and a savepoint cannot reset it
+        context.root_connection.__dict__["_dbrouter_wrote"] = True
+    # None: SQLAlchemy goes on and executes the statement itself
+
+
+_TRACKED = weakref.WeakSet()
+
+
+def _note_write_no_params(cursor, statement, context):
+    _note_write(cursor, statement, None, context)
+
+
+def track_writes(engine):
+    """Remember, per connection, whether the transaction wrote.
+
+    Only applications with more than one engine need to know which engines
+    wrote, so only their engines pay for it.  Dialect-level events cost far
+    less than ``before_cursor_execute``: an engine-level listener sends every
+    execution through SQLAlchemy's event branches (7-10 % per statement).
+    """
+    from sqlalchemy import event
+
+    # not event.contains(): SQLAlchemy's registry is keyed by id(), which a
+    # new dialect may reuse after an old one was collected
+    if engine.dialect in _TRACKED:
+        return
+    _TRACKED.add(engine.dialect)
+    event.listen(engine, "do_execute", _note_write, insert=True)
+    event.listen(engine, "do_executemany", _note_write, insert=True)
+    event.listen(engine, "do_execute_no_params", _note_write_no_params, insert=True)
