@@ -113,16 +113,9 @@ def recover(registry, dry_run=False, older_than=0, now=None):
     prefix = state.policy.prefix
     report = Report(dry_run=dry_run)
     now = now or datetime.now(UTC)
-    visited = set()
     resolved_gtrids = set()
-    for _name, engine in state.engines.static_items() + _dynamic(state):
+    for engine in _databases(state):
         driver = driver_for(engine)
-        if not driver.supports_twophase:
-            continue
-        key = driver.database_key(engine.url)
-        if key in visited:
-            continue
-        visited.add(key)
         for xid, prepared_at in _prepared(engine, prefix):
             gtrid, _branch = parse_xid(xid, prefix)
             if older_than and prepared_at is not None:
@@ -151,7 +144,7 @@ def recover(registry, dry_run=False, older_than=0, now=None):
             (report.committed if decision == COMMIT else report.rolled_back).append(xid)
             resolved_gtrids.add(gtrid)
     if not dry_run:
-        report.remaining = _still_prepared(state, visited_only=True)
+        report.remaining = _still_prepared(state)
         left = {parse_xid(x, prefix)[0] for x in report.remaining}
         _forget(state, {g for g in resolved_gtrids if g not in left}, keep=ABORT)
         _forget_stale(state, left, now)
@@ -198,18 +191,21 @@ def _dynamic(state):
     return [(n, engines.get(n)) for n in sorted(names)]
 
 
-def _still_prepared(state, visited_only=True):
-    left, seen = [], set()
+def _databases(state):
+    """One engine per database that can hold prepared branches: engines
+    sharing a database (or, for MariaDB, a server) are visited once."""
+    seen = set()
     for _name, engine in state.engines.static_items() + _dynamic(state):
         driver = driver_for(engine)
-        if not driver.supports_twophase:
-            continue
         key = driver.database_key(engine.url)
-        if key in seen:
-            continue
-        seen.add(key)
-        left.extend(xid for xid, _ in _prepared(engine, state.policy.prefix))
-    return left
+        if driver.supports_twophase and key not in seen:
+            seen.add(key)
+            yield engine
+
+
+def _still_prepared(state):
+    prefix = state.policy.prefix
+    return [xid for e in _databases(state) for xid, _ in _prepared(e, prefix)]
 
 
 def _forget(state, gtrids, keep=ABORT):
