@@ -30,7 +30,6 @@ from sqlalchemy.exc import NoResultFound, SADeprecationWarning
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.base import PassiveFlag
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
-from sqlalchemy.orm.loading import _load_on_pk_identity
 from sqlalchemy.util import EMPTY_DICT
 
 from .exceptions import CrossDatabaseRelationError
@@ -316,65 +315,27 @@ class RoutingSession(Session):
             bind_arguments,
         )
 
-    def get(
-        self,
-        entity,
-        ident,
-        *,
-        options=None,
-        populate_existing=False,
-        with_for_update=None,
-        identity_token=None,
-        execution_options=EMPTY_DICT,
-        bind_arguments=None,
-    ):
-        if identity_token is None and not (
+    def get(self, entity, ident, *, identity_token=None, bind_arguments=None, **kw):
+        if identity_token is not None or (
             bind_arguments and bind_arguments.get("bind") is not None
         ):
-            name = self._dbr_choose(_model_of(entity), False)
-            if isinstance(name, list):
-                return self._dbr_get_first(
-                    name,
-                    entity,
-                    ident,
-                    options,
-                    populate_existing,
-                    with_for_update,
-                    execution_options,
-                )
-            engine = self.engines._static.get(name) or self.engine(
-                name, "using_bind" if self._dbr_pins else "a router"
-            )
-            bind_arguments = {"bind": engine}
-            identity_token = _token(name)
-        # Session.get's own body, without one more call
-        return self._get_impl(
-            entity,
-            ident,
-            _load_on_pk_identity,
-            options=options,
-            populate_existing=populate_existing,
-            with_for_update=with_for_update,
-            identity_token=identity_token,
-            execution_options=execution_options,
-            bind_arguments=bind_arguments,
-        )
-
-    def _dbr_get_first(self, names, entity, ident, *args):
-        """``get()`` over a fan-out: the engines in order, the first hit."""
-        options, populate_existing, with_for_update, execution_options = args
-        source = "using_bind" if self._dbr_pins else "a router"
-        for name in names:
-            found = self._get_impl(
+            return super().get(
                 entity,
                 ident,
-                _load_on_pk_identity,
-                options=options,
-                populate_existing=populate_existing,
-                with_for_update=with_for_update,
-                identity_token=_token(name),
-                execution_options=execution_options,
-                bind_arguments={"bind": self.engine(name, source)},
+                identity_token=identity_token,
+                bind_arguments=bind_arguments,
+                **kw,
+            )
+        name = self._dbr_choose(_model_of(entity), False)
+        source = "using_bind" if self._dbr_pins else "a router"
+        # over a fan-out, the engines in order and the first hit
+        for each in name if isinstance(name, list) else (name,):
+            found = super().get(
+                entity,
+                ident,
+                identity_token=_token(each),
+                bind_arguments={"bind": self.engine(each, source)},
+                **kw,
             )
             if found is not None:
                 return found
