@@ -220,3 +220,46 @@ def test_recovery_removes_the_decisions_a_stopped_process_kept(pg_pg):
     later = datetime.now(UTC) + timedelta(hours=2)
     assert recover(registry, now=later).ok
     assert decisions_left(pg_pg["default"]) == 0
+
+
+class Tenants:
+    """An engine factory that can list its keys, as the tenant plugin will."""
+
+    def __init__(self, urls):
+        self.urls = urls
+
+    def __call__(self, key, settings):
+        return self.urls[key]
+
+    def keys(self, settings):
+        return sorted(self.urls)
+
+
+def test_engines_made_on_demand_take_part_and_are_recovered(pg_db, pg_db2, monkeypatch):
+    from pyramid_dbrouter import twophase
+    from pyramid_dbrouter.recovery import recover
+
+    urls = {"north": pg_db, "south.eu": pg_db2}
+    create_tables(urls.values())
+    tenants = Tenants(urls)
+    app = webtest.TestApp(make_app({"default": pg_db}, factories={"tenant": tenants}))
+    app.post("/write", {"note": "both", "engines": "tenant:north,tenant:south.eu"})
+    assert count(pg_db, "both") == count(pg_db2, "both") == 1
+
+    def crash_after_the_decision(name, engine=None):
+        if name == "decided":
+            raise RuntimeError("the process dies here")
+
+    monkeypatch.setattr(twophase, "checkpoint", crash_after_the_decision)
+    with pytest.raises(RuntimeError):
+        app.post("/write", {"note": "late", "engines": "tenant:north,tenant:south.eu"})
+    monkeypatch.undo()
+    assert count(pg_db, "late") == count(pg_db2, "late") == 0  # still prepared
+
+    # a new process: no tenant engine is open; the factory lists them
+    fresh = make_app({"default": pg_db}, factories={"tenant": tenants})
+    report = recover(fresh.registry)
+    assert report.ok and len(report.committed) == 2
+    assert all(":tenant:" in xid for xid in report.committed)
+    assert count(pg_db, "late") == count(pg_db2, "late") == 1
+    assert recover(fresh.registry).committed == []

@@ -103,8 +103,9 @@ def count(url, note=None):
         engine.dispose()
 
 
-def make_app(engines, **settings):
-    """*engines*: ``{name: url}``, ``default`` included."""
+def make_app(engines, factories=None, **settings):
+    """*engines*: ``{name: url}``, ``default`` included; *factories*:
+    ``{prefix: engine factory}``."""
     settings = dict(settings)
     for name, url in engines.items():
         key = "sqlalchemy.url" if name == "default" else f"sqlalchemy.{name}.url"
@@ -112,6 +113,8 @@ def make_app(engines, **settings):
     settings.setdefault("retry.attempts", "3")
     with Configurator(settings=settings) as config:
         config.include("pyramid_dbrouter")
+        for prefix, factory in (factories or {}).items():
+            config.add_db_engine_factory(prefix, factory)
         config.add_route("write", "/write")
         config.add_route("caught", "/caught")
         config.add_route("ssi", "/ssi")

@@ -24,13 +24,15 @@ import weakref
 
 from sqlalchemy.exc import DBAPIError
 
-#: characters of every part of a transaction id: safe inside a SQL literal
+#: characters of every part of a transaction id: safe inside a SQL literal;
+#: engine names made by a factory (``tenant:acme.eu``) have ':' and '.'
 XID_PART = re.compile(r"^[A-Za-z0-9_-]+$")
+XID_ENGINE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
 def make_xid(prefix, gtrid, engine):
-    for part in (prefix, gtrid, engine):
-        if not XID_PART.match(part):
+    for part, pattern in ((prefix, XID_PART), (gtrid, XID_PART), (engine, XID_ENGINE)):
+        if not pattern.match(part):
             raise ValueError(f"{part!r} cannot be part of a transaction id")
     return f"{prefix}:{gtrid}:{engine}"
 
