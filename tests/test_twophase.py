@@ -263,3 +263,26 @@ def test_engines_made_on_demand_take_part_and_are_recovered(pg_db, pg_db2, monke
     assert all(":tenant:" in xid for xid in report.committed)
     assert count(pg_db, "late") == count(pg_db2, "late") == 1
     assert recover(fresh.registry).committed == []
+
+
+def test_savepoints_inside_a_mariadb_branch(pg_db, maria_db):
+    import transaction
+
+    from pyramid_dbrouter import get_tm_session
+    from twophase_app import Entry
+
+    engines = {"default": pg_db, "maria": maria_db}
+    app = client(engines)
+    factory = app.app.registry["dbsession_factory"]
+    manager = transaction.TransactionManager(explicit=True)
+    with manager:
+        session = get_tm_session(factory, manager)
+        session.using_bind("maria").add(Entry(note="kept"))
+        session.flush()
+        savepoint = session.begin_nested()
+        session.using_bind("maria").add(Entry(note="undone"))
+        session.flush()
+        savepoint.rollback()
+        session.add(Entry(note="pg"))
+    assert count(maria_db, "kept") == 1 and count(maria_db, "undone") == 0
+    assert count(pg_db, "pg") == 1
