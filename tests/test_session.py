@@ -92,15 +92,27 @@ class TestPrecedence:
         seen = []
 
         class Spy:
+            def db_for_read(self, model, **hints):
+                seen.append(
+                    (model, hints["instance"], hints["clause"], hints["request"])
+                )
+
             def db_for_write(self, model, **hints):
-                seen.append((model, hints["instance"], hints["request"]))
+                seen.append(
+                    (model, hints["instance"], hints["clause"], hints["request"])
+                )
 
         request = object()
         session = get_session_factory(engines, [Spy()])(info={"request": request})
         album = Album(id=1, title="x")
         session.add(album)
         session.flush()
-        assert seen == [(Album, album, request)]
+        statement = select(Album)
+        session.scalars(statement).all()
+        assert seen == [
+            (Album, album, None, request),
+            (Album, None, statement, request),
+        ]
 
 
 class TestIdentity:

@@ -175,9 +175,13 @@ class RoutingSession(Session):
             routers = self.routers
             request = self.info.get("request")
             if write:
-                answer = routers.db_for_write(model, clause=clause, request=request)
+                answer = routers.db_for_write(
+                    model, instance=None, clause=clause, request=request
+                )
             else:
-                answer = routers.db_for_read(model, clause=clause, request=request)
+                answer = routers.db_for_read(
+                    model, instance=None, clause=clause, request=request
+                )
             if answer is not None:
                 return answer
         return DEFAULT
@@ -446,7 +450,7 @@ class RoutingSession(Session):
         if key is not None:
             return key
         if self.routers.has_write:
-            hints = self._dbr_hints({"instance": state.obj()})
+            hints = self._dbr_hints({"instance": state.obj(), "clause": None})
             return self.routers.db_for_write(model, **hints)
         return None
 
