@@ -35,23 +35,13 @@ from .twophase import (
     register,
     start_branch,
 )
-from .writes import track_writes, wrote
+from .writes import connections, track_writes, wrote
 from .xa import driver_for
 
 
 def writers(session):
     """The names of the engines that wrote in *session*'s transaction."""
-    root = session.get_transaction()
-    if root is None:
-        return []
-    seen, names = set(), []
-    for conn, *_ in root._connections.values():
-        if id(conn) in seen:
-            continue
-        seen.add(id(conn))
-        if wrote(conn):
-            names.append(session.engines.name_of(conn.engine) or str(conn.engine.url))
-    return sorted(names)
+    return [name for name, conn in connections(session) if wrote(conn)]
 
 
 def _before_commit(session):

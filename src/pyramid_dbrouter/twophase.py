@@ -47,7 +47,7 @@ from zope.sqlalchemy.datamanager import (
 )
 
 from .exceptions import DBRouterError, UnsafeCommitError
-from .writes import wrote
+from .writes import connections, wrote
 from .xa import driver_for, make_xid
 
 log = logging.getLogger(__name__)
@@ -207,15 +207,8 @@ class RoutingDataManager(SessionDataManager):
         self.decision_engine = None
 
     def _branches(self):
-        seen, branches = set(), []
-        for conn, *_ in self.tx._connections.values():
-            # a connection invalidated after a failed COMMIT PREPARED is gone
-            if id(conn) in seen or conn.closed or conn.invalidated:
-                continue
-            seen.add(id(conn))
-            name = self.session.engines.name_of(conn.engine) or str(conn.engine.url)
-            branches.append(Branch(name, conn))
-        return sorted(branches, key=lambda b: b.name)
+        """The transaction's connections as branches, in the order of names."""
+        return [Branch(name, conn) for name, conn in connections(self.session, self.tx)]
 
     def tpc_vote(self, trans):
         if self.tx is None:

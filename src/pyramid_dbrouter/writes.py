@@ -44,6 +44,25 @@ def statement_writes(statement):
     return False
 
 
+def connections(session, session_transaction=None):
+    """``[(engine name, Connection)]`` of the root transaction, by name.
+
+    SQLAlchemy keys each connection twice (by engine and by connection);
+    connections that are closed, or invalidated after a failure, are gone.
+    """
+    root = session_transaction or session.get_transaction()
+    if root is None:
+        return []
+    seen, found = set(), []
+    for conn, *_ in root._connections.values():
+        if id(conn) in seen or conn.closed or conn.invalidated:
+            continue
+        seen.add(id(conn))
+        name = session.engines.name_of(conn.engine) or str(conn.engine.url)
+        found.append((name, conn))
+    return sorted(found, key=lambda item: item[0])
+
+
 def wrote(connection):
     """Whether *connection* (a session's Connection, one per transaction and
     engine) ran an INSERT, UPDATE, DELETE or DDL."""
