@@ -3,14 +3,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+LINT_PATHS = src tests benchmarks $(wildcard plugins)
 
 .PHONY: run test lint format bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/python -m pip install --quiet --editable '.[testing]'
+$(VENV)/.installed: $(BIN)/python setup.cfg setup.py pyproject.toml
+	$(BIN)/python -m pip install --quiet --editable '.[testing,demo]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -20,12 +21,12 @@ run: install
 	$(BIN)/pserve development.ini
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 format: install
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
