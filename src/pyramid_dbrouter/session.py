@@ -242,7 +242,7 @@ class RoutingSession(Session):
         **kw,
     ):
         if bind_arguments and bind_arguments.get("bind") is not None:
-            return _session_execute(
+            result = _session_execute(
                 self,
                 statement,
                 params,
@@ -250,6 +250,9 @@ class RoutingSession(Session):
                 bind_arguments=bind_arguments,
                 **kw,
             )
+            if self._dbr_tm is not None and statement_writes(statement):
+                self._dbr_mark_changed()
+            return result
         if not hasattr(statement, "_propagate_attrs"):
             # not a statement: let SQLAlchemy raise its own error
             return super()._execute_internal(
@@ -290,10 +293,33 @@ class RoutingSession(Session):
         finally:
             self._dbr_exec_bind = previous
         if writes and self._dbr_tm is not None:
-            from .twophase import mark_changed
-
-            mark_changed(self, self._dbr_tm)
+            self._dbr_mark_changed()
         return result
+
+    def _dbr_mark_changed(self):
+        """Tell the transaction manager this session has work to commit:
+        without it, a write the session saw would be rolled back."""
+        from .twophase import mark_changed
+
+        mark_changed(self, self._dbr_tm)
+
+    # The bulk methods write through the session's connections without a
+    # statement of ours or a flush event: mark them here, or they are lost.
+
+    def bulk_save_objects(self, objects, *args, **kw):
+        super().bulk_save_objects(objects, *args, **kw)
+        if self._dbr_tm is not None:
+            self._dbr_mark_changed()
+
+    def bulk_insert_mappings(self, mapper, mappings, *args, **kw):
+        super().bulk_insert_mappings(mapper, mappings, *args, **kw)
+        if self._dbr_tm is not None:
+            self._dbr_mark_changed()
+
+    def bulk_update_mappings(self, mapper, mappings):
+        super().bulk_update_mappings(mapper, mappings)
+        if self._dbr_tm is not None:
+            self._dbr_mark_changed()
 
     def _identity_lookup(
         self,
