@@ -43,7 +43,9 @@ def test_dynamic_engines_are_made_on_first_use_and_kept_in_an_lru(tmp_path):
     engines.dispose()
 
 
-@pytest.mark.parametrize("key", ["../etc", "a/b", "", ".hidden", "a b", "x" * 200])
+@pytest.mark.parametrize(
+    "key", ["../etc", "a/b", "", ".hidden", "a b", "x" * 200, "a..b", "a.."]
+)
 def test_dynamic_keys_are_validated_before_they_reach_the_factory(key):
     called = []
     engines = EngineRegistry()

@@ -20,7 +20,37 @@ class Abstains:
         return None
 
 
+class ReadsArchive:
+    def db_for_read(self, model, **hints):
+        return "archive"
+
+    def allow_relation(self, obj1, obj2, **hints):
+        return False
+
+    def allow_migrate(self, db, model, **hints):
+        return db == "archive"
+
+
+class AllowsEverything:
+    def allow_relation(self, obj1, obj2, **hints):
+        return True
+
+    def allow_migrate(self, db, model, **hints):
+        return True
+
+
 def test_the_first_answer_that_is_not_none_wins():
+    chain = RouterChain([Abstains(), Reads(), ReadsArchive(), AllowsEverything()])
+    assert chain.db_for_read(object) == "replica"
+    assert chain.db_for_write(object) is None
+    assert chain.allow_relation(1, 2) is False
+    assert chain.allow_migrate("default", object) is False
+    assert chain.allow_migrate("archive", object) is True
+    later_first = RouterChain([ReadsArchive(), Reads()])
+    assert later_first.db_for_read(object) == "archive"
+
+
+def test_a_method_no_router_defines_is_no_opinion():
     chain = RouterChain([Abstains(), Reads(), check_router(Reads)])
     assert chain.db_for_read(object) == "replica"
     assert chain.db_for_write(object) is None

@@ -46,6 +46,7 @@ from zope.sqlalchemy.datamanager import (
     SessionDataManager,
 )
 
+from .decision_point import DecisionPoint
 from .exceptions import DBRouterError, UnsafeCommitError
 from .writes import connections, wrote
 from .xa import driver_for, make_xid
@@ -53,6 +54,11 @@ from .xa import driver_for, make_xid
 log = logging.getLogger(__name__)
 
 COMMIT, ABORT = "commit", "abort"
+
+#: what :meth:`RoutingDataManager.decide` does, as found at vote time: commit
+#: the session's transaction; end its one branch that wrote (MySQL/MariaDB
+#: connections begin as XA branches); record a two-phase decision
+ONE_PHASE, ONE_BRANCH, TWO_PHASE = "one-phase", "one-branch", "two-phase"
 
 decisions = Table(
     "dbrouter_decisions",
@@ -205,26 +211,54 @@ class RoutingDataManager(SessionDataManager):
         self.outcome_unknown = False
         self.gtrid = None
         self.decision_engine = None
+        self.last_resource = None
+        self.plan = None
+        DecisionPoint.join(transaction_manager, self)
 
     def _branches(self):
         """The transaction's connections as branches, in the order of names."""
         return [Branch(name, conn) for name, conn in connections(self.session, self.tx)]
 
     def tpc_vote(self, trans):
+        """Vote: prepare every engine that wrote, when two or more did.
+
+        Nothing is committed here: the one-phase commit, or the decision of
+        a two-phase one, is taken by :meth:`decide` once every participant
+        of the zope transaction has voted (see :mod:`.decision_point`).
+        """
+        self.plan = None
         if self.tx is None:
             return
         branches = self._branches()
         writers = [b for b in branches if b.wrote]
         if len(writers) < 2 and not any(b.xid for b in branches):
-            return super().tpc_vote(trans)
-        if len(writers) < 2:
+            self.plan = ONE_PHASE
+        elif len(writers) < 2:
             for branch in branches:
-                branch.end(commit=branch.wrote)
-            self._finish("committed")
-            return
-        self._two_phase(writers, [b for b in branches if not b.wrote])
+                if not branch.wrote:
+                    branch.end(commit=False)
+            self.plan = ONE_BRANCH
+        else:
+            self._prepare(writers, [b for b in branches if not b.wrote])
+            self.plan = TWO_PHASE
 
-    def _two_phase(self, writers, readers):
+    def decide(self, trans):
+        """The commit point, reached once every participant voted yes."""
+        plan, self.plan = self.plan, None
+        if self.tx is None or plan is None:
+            return
+        if plan == ONE_PHASE:
+            self.tx.commit()
+            self._finish("committed")
+        elif plan == ONE_BRANCH:
+            for branch in self._branches():
+                if branch.wrote:
+                    branch.end(commit=True)
+            self._finish("committed")
+        else:
+            self._record_decision()
+
+    def _prepare(self, writers, readers):
         policy = self.policy
         names = ", ".join(repr(b.name) for b in writers)
         if policy is None or policy.mode == "off":
@@ -257,15 +291,20 @@ class RoutingDataManager(SessionDataManager):
             self.prepared.append((branch, xid))
             branch.connection.info.pop(XID, None)  # no longer to be ended
             checkpoint("prepared", branch.name)
+        self.last_resource = last[0] if last else None
+
+    def _record_decision(self):
+        policy = self.policy
+        last = self.last_resource
         record = {
             "gtrid": f"{policy.prefix}:{self.gtrid}",
             "decision": COMMIT,
             "branches": ",".join(b.name for b, _ in self.prepared),
             "created": datetime.now(UTC).replace(tzinfo=None),
         }
-        if last:
-            self.decision_engine = last[0].name
-            self._decide_in_last_resource(last[0], record)
+        if last is not None:
+            self.decision_engine = last.name
+            self._decide_in_last_resource(last, record)
         else:
             self.decision_engine = policy.coordinator
             self._decide_on_coordinator(record)
