@@ -44,6 +44,7 @@ from .common import (
     REQUIRE_ENV,
     ServerUnavailable,
     free_port,
+    import_driver,
     servers_required,
     unique_name,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "cleanup_all",
     "find_pg_bindir",
     "free_port",
+    "import_driver",
     "servers_required",
     "start_replica",
     "unique_name",

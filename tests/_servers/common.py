@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 import re
@@ -14,6 +15,15 @@ REQUIRE_ENV = "DBROUTER_REQUIRE_SERVERS"
 
 class ServerUnavailable(RuntimeError):
     """A server could not be started or reached; the message says why."""
+
+
+def import_driver(module: str, distribution: str):
+    """The driver *module*, imported on first use, so that the package imports
+    without it; ServerUnavailable when *distribution* is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the venv
+        raise ServerUnavailable(f"{distribution} is not installed: {exc}") from exc
 
 
 def servers_required() -> bool:

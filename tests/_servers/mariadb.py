@@ -7,15 +7,11 @@ import re
 import time
 from urllib.parse import quote
 
-from .common import ServerUnavailable, _check_name, unique_name
+from .common import ServerUnavailable, _check_name, import_driver, unique_name
 
 
 def _import_pymysql():
-    try:
-        import pymysql
-    except ImportError as exc:  # pragma: no cover - depends on the venv
-        raise ServerUnavailable(f"PyMySQL is not installed: {exc}") from exc
-    return pymysql
+    return import_driver("pymysql", "PyMySQL")
 
 
 class MariaDB:

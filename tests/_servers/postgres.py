@@ -13,7 +13,13 @@ import tempfile
 from pathlib import Path
 
 from .cleanup import TMP_PREFIX, _register, _unregister
-from .common import ServerUnavailable, _check_name, free_port, unique_name
+from .common import (
+    ServerUnavailable,
+    _check_name,
+    free_port,
+    import_driver,
+    unique_name,
+)
 from .pg_setup import (
     DEFAULT_SETTINGS,
     PG_HBA,
@@ -28,11 +34,7 @@ _START_TIMEOUT = 60
 
 
 def _import_psycopg():
-    try:
-        import psycopg
-    except ImportError as exc:  # pragma: no cover - depends on the venv
-        raise ServerUnavailable(f"psycopg is not installed: {exc}") from exc
-    return psycopg
+    return import_driver("psycopg", "psycopg")
 
 
 class PostgresCluster:
