@@ -19,12 +19,17 @@ Requests and recovery:
 * ``run_recover(ini, *options)`` - ``dbrouter recover`` in this process;
 * ``assert_nothing_left_to_recover(ini)``;
 * ``assert_all_or_nothing(dbs, note, gtrid, expected)`` - the ending every
-  fault scenario shares.
+  fault scenario shares; ``assert_outcome(counts, expected)`` its core.
 
-``inject_fault`` is the one place where the suites reach into the commit's
-fault-injection seams; everything else is plain helpers.  A fault scenario
-records its outcome on its test report, and the terminal summary counts them,
-so that the count holds under ``pytest -n`` too.
+Helpers: ``inject_fault(patch, at, action)``, the one place where the suites
+reach into pyramid_dbrouter's fault-injection seams; ``post_through_the_fault``;
+``our_branches``, ``decisions_on``, ``record_decision``, ``write_ini``,
+``wait_gone``.
+
+A fault scenario records its outcome on its test report, and the terminal
+summary counts them, so that the count holds under ``pytest -n`` too; tests
+using ``databases`` or ``spare_cluster`` get the ``servers`` marker, as those
+of server_fixtures do.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ OUTCOME = "fault outcome"
 
 #: what ``dbrouter recover`` says when it has nothing to do
 NOTHING_TO_DO = "no prepared branch of this application"
+
+#: fixtures that start or reach servers without saying so in their signature
+NEEDS_SERVERS = frozenset({"databases", "spare_cluster"})
 
 #: the cluster fixture of each PostgreSQL database fixture
 CLUSTER_OF = {"pg_db": "pg_primary", "pg_db2": "pg_second", "spare_db": "spare_cluster"}
@@ -162,7 +170,7 @@ def spare_db(spare_cluster):
 
 
 def our_branches(prefix, *places, maria=None):
-    """The prepared branches whose ids begin with ``PREFIX:``: on PostgreSQL
+    """The prepared branches whose ids begin with ``prefix:``: on PostgreSQL
     in each place, a ``(cluster, database name)`` or a whole cluster; on
     MariaDB on the whole server."""
     left = []
@@ -458,6 +466,13 @@ def assert_all_or_nothing(
         dbs.assert_finished_as(gtrid, expected)
 
     return check
+
+
+def pytest_collection_modifyitems(items):
+    # as server_fixtures does for its own: -m "not servers" deselects them
+    for item in items:
+        if NEEDS_SERVERS.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
 
 
 def pytest_terminal_summary(terminalreporter):
