@@ -11,7 +11,8 @@ import time
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from twophase_app import count, create_tables
+from recovery_scenarios import PG_MARIA, PG_PG
+from twophase_app import count
 from twophase_fixtures import (
     NONE,
     PREFIX,
@@ -185,8 +186,7 @@ def test_a_recover_racing_a_running_commit_wins_with_abort(
 @pytest.mark.parametrize("server", ["postgresql", "mariadb"])
 def test_an_unknown_transaction_id_counts_as_resolved(
     server,
-    request,
-    pg_db,
+    databases,
     tmp_path,
     run_recover,
     assert_nothing_left_to_recover,
@@ -194,27 +194,23 @@ def test_an_unknown_transaction_id_counts_as_resolved(
 ):
     """A branch finished by someone else between recovery's listing and its
     COMMIT ("unknown transaction id") is taken as resolved: exit 0."""
-    if server == "postgresql":
-        name, url = "pg2", request.getfixturevalue("pg_db2")
-        cluster = request.getfixturevalue("pg_second")
-    else:
-        name, url = "maria", request.getfixturevalue("maria_db")
-        maria = request.getfixturevalue("mariadb")
-    engines = {"default": pg_db, name: url}
-    create_tables(engines.values())
-    ini = write_ini(tmp_path / "app.ini", engines)
+    topology, name = (PG_PG, "pg2") if server == "postgresql" else (PG_MARIA, "maria")
+    dbs = databases(**topology.fixtures)
+    url = dbs[name]
+    ini = write_ini(tmp_path / "app.ini", dbs)
     xid = f"{PREFIX}:5eed:{name}"
-    record_decision(pg_db, "5eed", "commit")
+    record_decision(dbs["default"], "5eed", "commit")
     if server == "postgresql":
-        prepare_on_postgresql(cluster, database_of(url), xid, "by hand")
+        cluster, dbname = dbs.places[name]
+        prepare_on_postgresql(cluster, dbname, xid, "by hand")
     else:
-        prepare_on_mariadb(maria, database_of(url), xid, "by hand")
+        prepare_on_mariadb(dbs.maria, database_of(url), xid, "by hand")
 
     def finish_by_hand():
         if server == "postgresql":
-            cluster.execute(f"COMMIT PREPARED '{xid}'", dbname=database_of(url))
+            cluster.execute(f"COMMIT PREPARED '{xid}'", dbname=dbname)
         else:
-            maria.execute(f"XA COMMIT '{xid}'")
+            dbs.maria.execute(f"XA COMMIT '{xid}'")
 
     fault = inject_fault(monkeypatch.setattr, RECOVERY_FINISHES, finish_by_hand)
     recovered = run_recover(ini)
@@ -236,16 +232,15 @@ def test_a_decision_without_a_branch_is_nothing_to_recover(
 
 
 def test_recover_touches_only_this_applications_branches(
-    pg_db, pg_primary, maria_db, mariadb, tmp_path, run_recover
+    databases, pg_primary, mariadb, tmp_path, run_recover
 ):
     """Branches of other prefixes, and branches of this prefix in another
     database of the same PostgreSQL server, are left alone."""
-    engines = {"default": pg_db, "maria": maria_db}
-    create_tables(engines.values())
-    ini = write_ini(tmp_path / "app.ini", engines)
-    dbname = database_of(pg_db)
+    dbs = databases(**PG_MARIA.fixtures)
+    ini = write_ini(tmp_path / "app.ini", dbs)
+    _cluster, dbname = dbs.places["default"]
     other_db = pg_primary.create_database()
-    maria_xid = f"otherapp:{database_of(maria_db)}:y"
+    maria_xid = f"otherapp:{database_of(dbs['maria'])}:y"
     foreign = [
         (dbname, "otherapp:x:y"),
         (dbname, f"{PREFIX}x:x:default"),  # a prefix that begins with ours
@@ -255,7 +250,7 @@ def test_recover_touches_only_this_applications_branches(
         for db, xid in foreign:
             prepare_on_postgresql(pg_primary, db, xid)
         # with a row: MariaDB drops a branch that changed nothing
-        prepare_on_mariadb(mariadb, database_of(maria_db), maria_xid, "other")
+        prepare_on_mariadb(mariadb, database_of(dbs["maria"]), maria_xid, "other")
 
         recovered = run_recover(ini)
 
