@@ -1,11 +1,17 @@
-"""Fixtures shared by the suites: SQLite engines in files of tmp_path."""
+"""Fixtures shared by the suites: SQLite engines in files of tmp_path.
+
+Two plugins add theirs: ``server_fixtures`` (real PostgreSQL clusters and
+MariaDB databases) and ``twophase_fixtures`` (the two-phase and recovery
+suites).  The test applications are in tests/apps, on the Python path by
+pyproject.toml's ``pythonpath``.
+"""
 
 import pytest
 from sqlalchemy import create_engine
 
 from sample import Base
 
-pytest_plugins = ("server_fixtures",)
+pytest_plugins = ("server_fixtures", "twophase_fixtures")
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import sqlalchemy
 
 from pyramid_dbrouter.cli import main
 
-TESTS = Path(__file__).parent
+#: the test applications, cli_app among them
+APPS = Path(__file__).parent / "apps"
 CANARY = "CANARY-SECRET"
 #: PostgreSQL on a port where nothing listens: any connection attempt fails
 DOWN = f"postgresql+psycopg://u:{CANARY}@127.0.0.1:1/x"
@@ -381,7 +382,7 @@ def test_the_installed_script_shows_with_every_database_down(ini, tmp_path):
     if not script.exists():
         script = shutil.which("dbrouter")
     path = ini(sqlalchemy__url=DOWN, sqlalchemy__auth__url=DOWN)
-    env = dict(os.environ, PYTHONPATH=str(TESTS))
+    env = dict(os.environ, PYTHONPATH=str(APPS))
 
     done = subprocess.run(
         [str(script), "show", path, "--explain", "cli_app.models:User"],

@@ -1,4 +1,4 @@
-"""The real-server harness (tests/_servers.py, tests/server_fixtures.py) at work.
+"""The real-server harness (tests/_servers/, tests/server_fixtures.py) at work.
 
 Each test shows one thing the two-phase commit, replication and failure suites
 rely on, the way they should do it.  They are skipped when a server is missing,

@@ -6,60 +6,31 @@ database holds the row, or none does, and no prepared branch is left.
 
 import pytest
 import webtest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine
 
 from pyramid_dbrouter import UnsafeCommitError
 from pyramid_dbrouter.twophase import TransactionVotedNo
 from twophase_app import count, create_tables, make_app
+from twophase_fixtures import decisions_on, inject_fault, our_branches
+
+#: the transaction-id prefix of an application that does not choose one
+DBR = "dbr"
 
 pytestmark = pytest.mark.servers
 
 
-@pytest.fixture
-def sqlite_url(tmp_path):
-    return f"sqlite:///{tmp_path}/lite.sqlite"
-
-
-def client(engines, **settings):
-    create_tables(engines.values())
-    return webtest.TestApp(make_app(engines, **settings))
-
-
-def prepared(cluster):
-    return [gid for gid in cluster.prepared_transactions() if gid.startswith("dbr:")]
-
-
-def decisions_left(url):
-    """Decision rows still kept (the latest goes with the next decision)."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            if not inspect(conn).has_table("dbrouter_decisions"):
-                return 0
-            return conn.exec_driver_sql(
-                "select count(*) from dbrouter_decisions"
-            ).scalar()
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture
-def pg_pg(pg_db, pg_db2):
-    return {"default": pg_db, "pg2": pg_db2}
-
-
 class TestAllOrNothing:
-    def test_postgresql_and_postgresql(self, pg_pg, pg_primary, pg_second):
+    def test_postgresql_and_postgresql(self, client, pg_pg, pg_primary, pg_second):
         app = client(pg_pg)
         app.post("/write", {"note": "both", "engines": "default,pg2"})
         assert count(pg_pg["default"], "both") == count(pg_pg["pg2"], "both") == 1
         with pytest.raises(RuntimeError):
             app.post("/write", {"note": "none", "engines": "default,pg2", "fail": "1"})
         assert count(pg_pg["default"], "none") == count(pg_pg["pg2"], "none") == 0
-        assert prepared(pg_primary) == prepared(pg_second) == []
-        assert decisions_left(pg_pg["default"]) <= 1
+        assert our_branches(DBR, pg_primary, pg_second) == []
+        assert len(decisions_on(pg_pg["default"])) <= 1
 
-    def test_postgresql_and_mariadb(self, pg_db, maria_db, pg_primary, mariadb):
+    def test_postgresql_and_mariadb(self, client, pg_db, maria_db, pg_primary, mariadb):
         engines = {"default": pg_db, "maria": maria_db}
         app = client(engines)
         app.post("/write", {"note": "both", "engines": "default,maria"})
@@ -69,10 +40,10 @@ class TestAllOrNothing:
                 "/write", {"note": "none", "engines": "maria,default", "fail": "1"}
             )
         assert count(pg_db, "none") == count(maria_db, "none") == 0
-        assert prepared(pg_primary) == []
-        assert [x for x in mariadb.xa_recover() if x[1].startswith(b"dbr:")] == []
+        assert our_branches(DBR, pg_primary) == []
+        assert our_branches(DBR, maria=mariadb) == []
 
-    def test_mariadb_alone_and_as_a_reader(self, pg_db, maria_db, mariadb):
+    def test_mariadb_alone_and_as_a_reader(self, client, pg_db, maria_db, mariadb):
         # MariaDB connections begin as XA branches: one that only read is
         # rolled back, one that alone wrote is committed in one phase
         engines = {"default": pg_db, "maria": maria_db}
@@ -82,10 +53,10 @@ class TestAllOrNothing:
             "/write", {"note": "maria only", "engines": "maria", "read": "default"}
         )
         assert count(pg_db) == 1 and count(maria_db) == 1
-        assert [x for x in mariadb.xa_recover() if x[1].startswith(b"dbr:")] == []
+        assert our_branches(DBR, maria=mariadb) == []
 
     def test_postgresql_and_sqlite_as_last_resource(
-        self, pg_db, sqlite_url, pg_primary
+        self, client, pg_db, sqlite_url, pg_primary
     ):
         engines = {"default": pg_db, "lite": sqlite_url}
         app = client(engines)
@@ -94,10 +65,10 @@ class TestAllOrNothing:
         with pytest.raises(RuntimeError):
             app.post("/write", {"note": "none", "engines": "default,lite", "fail": "1"})
         assert count(pg_db, "none") == count(sqlite_url, "none") == 0
-        assert prepared(pg_primary) == []
-        assert decisions_left(sqlite_url) <= 1
+        assert our_branches(DBR, pg_primary) == []
+        assert len(decisions_on(sqlite_url)) <= 1
 
-    def test_two_sqlite_writers_are_refused(self, pg_db, tmp_path):
+    def test_two_sqlite_writers_are_refused(self, client, pg_db, tmp_path):
         engines = {
             "default": pg_db,
             "one": f"sqlite:///{tmp_path}/one.sqlite",
@@ -109,7 +80,7 @@ class TestAllOrNothing:
         assert [count(url) for url in engines.values()] == [0, 0, 0]
 
 
-def test_only_writers_are_prepared(pg_pg, pg_primary, pg_second):
+def test_only_writers_are_prepared(client, pg_pg, pg_primary, pg_second):
     app = client(pg_pg)
     mark = pg_second.log_size()
     app.post("/write", {"note": "one", "engines": "default", "read": "pg2"})
@@ -123,7 +94,7 @@ def test_only_writers_are_prepared(pg_pg, pg_primary, pg_second):
         assert "ROLLBACK PREPARED" not in log
 
 
-def test_branch_ids_are_correlated(pg_pg, pg_primary, pg_second):
+def test_branch_ids_are_correlated(client, pg_pg, pg_primary, pg_second):
     app = client(pg_pg)
     mark1, mark2 = pg_primary.log_size(), pg_second.log_size()
     app.post("/write", {"note": "ids", "engines": "default,pg2"})
@@ -138,7 +109,7 @@ def test_branch_ids_are_correlated(pg_pg, pg_primary, pg_second):
     assert first and second and first.group(1) == second.group(1)
 
 
-def test_twophase_off_refuses_two_writers(pg_pg):
+def test_twophase_off_refuses_two_writers(client, pg_pg):
     app = client(pg_pg, **{"dbrouter.twophase": "off"})
     with pytest.raises(UnsafeCommitError, match="dbrouter.twophase = off"):
         app.post("/write", {"note": "x", "engines": "default,pg2"})
@@ -162,7 +133,7 @@ def test_a_server_without_prepared_transactions_is_refused_before_anything(pg_db
     assert count(service) == before
 
 
-def test_a_caught_error_on_one_branch_never_commits_the_other(pg_pg):
+def test_a_caught_error_on_one_branch_never_commits_the_other(client, pg_pg):
     """The stock zope.sqlalchemy two-phase setup committed one database and
     lost the other in 12 of 20 runs of this scenario; here: 100 runs, none."""
     app = client(pg_pg)
@@ -184,7 +155,7 @@ def test_a_caught_error_on_one_branch_never_commits_the_other(pg_pg):
     assert partial == 0
 
 
-def test_a_serialization_failure_at_prepare_is_retried(pg_pg, pg_primary):
+def test_a_serialization_failure_at_prepare_is_retried(client, pg_pg, pg_primary):
     app = client(pg_pg, **{"sqlalchemy.isolation_level": "SERIALIZABLE"})
     mark = pg_primary.log_size()
     response = app.post("/ssi", {"note": "skew"})
@@ -198,28 +169,28 @@ def test_a_serialization_failure_at_prepare_is_retried(pg_pg, pg_primary):
     assert count(pg_pg["pg2"], "skew") == 1
 
 
-def test_decisions_of_finished_transactions_are_removed(pg_pg):
+def test_decisions_of_finished_transactions_are_removed(client, pg_pg):
     app = client(pg_pg)
     for run in range(4):
         app.post("/write", {"note": f"n{run}", "engines": "default,pg2"})
         # each decision removes those of the transactions finished before it
-        assert decisions_left(pg_pg["default"]) == 1
+        assert len(decisions_on(pg_pg["default"])) == 1
 
 
-def test_recovery_removes_the_decisions_a_stopped_process_kept(pg_pg):
+def test_recovery_removes_the_decisions_a_stopped_process_kept(client, pg_pg):
     from datetime import UTC, datetime, timedelta
 
     from pyramid_dbrouter.recovery import recover
 
     app = client(pg_pg)
     app.post("/write", {"note": "last", "engines": "default,pg2"})
-    assert decisions_left(pg_pg["default"]) == 1
+    assert len(decisions_on(pg_pg["default"])) == 1
     registry = app.app.registry
     assert recover(registry).ok  # too recent: kept
-    assert decisions_left(pg_pg["default"]) == 1
+    assert len(decisions_on(pg_pg["default"])) == 1
     later = datetime.now(UTC) + timedelta(hours=2)
     assert recover(registry, now=later).ok
-    assert decisions_left(pg_pg["default"]) == 0
+    assert len(decisions_on(pg_pg["default"])) == 0
 
 
 class Tenants:
@@ -236,7 +207,6 @@ class Tenants:
 
 
 def test_engines_made_on_demand_take_part_and_are_recovered(pg_db, pg_db2, monkeypatch):
-    from pyramid_dbrouter import twophase
     from pyramid_dbrouter.recovery import recover
 
     urls = {"north": pg_db, "south.eu": pg_db2}
@@ -246,11 +216,10 @@ def test_engines_made_on_demand_take_part_and_are_recovered(pg_db, pg_db2, monke
     app.post("/write", {"note": "both", "engines": "tenant:north,tenant:south.eu"})
     assert count(pg_db, "both") == count(pg_db2, "both") == 1
 
-    def crash_after_the_decision(name, engine=None):
-        if name == "decided":
-            raise RuntimeError("the process dies here")
+    def crash():
+        raise RuntimeError("the process dies here")
 
-    monkeypatch.setattr(twophase, "checkpoint", crash_after_the_decision)
+    inject_fault(monkeypatch.setattr, ("decided", None), crash)
     with pytest.raises(RuntimeError):
         app.post("/write", {"note": "late", "engines": "tenant:north,tenant:south.eu"})
     monkeypatch.undo()
@@ -265,7 +234,7 @@ def test_engines_made_on_demand_take_part_and_are_recovered(pg_db, pg_db2, monke
     assert recover(fresh.registry).committed == []
 
 
-def test_savepoints_inside_a_mariadb_branch(pg_db, maria_db):
+def test_savepoints_inside_a_mariadb_branch(client, pg_db, maria_db):
     import transaction
 
     from pyramid_dbrouter import get_tm_session

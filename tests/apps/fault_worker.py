@@ -1,18 +1,20 @@
-"""One write of tests/twophase_app.py, killed by SIGKILL at a chosen point
+"""One write of tests/apps/twophase_app.py, killed by SIGKILL at a chosen point
 of its commit: the crash that ``dbrouter recover`` has to clean up after.
 
-Run as a subprocess, with one JSON argument::
+Run as a subprocess, with one JSON argument, and tests/ on the Python path
+(for ``twophase_fixtures.inject_fault``, the suites' fault-injection seam)::
 
-    python tests/fault_worker.py '{"engines": {"default": URL, "pg2": URL},
-        "note": "n1", "kill_at": "prepared", "engine": "default"}'
+    PYTHONPATH=tests python tests/apps/fault_worker.py \\
+        '{"engines": {"default": URL, "pg2": URL}, "note": "n1",
+          "kill_at": "prepared", "engine": "default"}'
 
 * ``engines``: ``{name: url}`` for ``fault_app.make_app``; one row with
   the given ``note`` is written to each of them (or to those listed in
   ``write``), in one request (WebTest, in this process).
-* ``kill_at``: a name the commit passes to ``pyramid_dbrouter.twophase.
-  checkpoint`` (the fault-injection seam: "prepared", "decided", ...);
-  ``engine``, when given, counts only that engine's occurrences;
-  ``occurrence`` (default 1) says which one kills.
+* ``kill_at``: a checkpoint of the commit ("prepared", "decided", ...) and
+  ``engine`` the engine it concerns (none for the points without one), as
+  ``twophase_fixtures.inject_fault`` takes them; ``occurrence`` (default 1)
+  says which time the point is reached kills.
 * ``touch``: engines that also run an UPDATE matching no row (optional):
   they prepare a branch that changed nothing.
 * ``settings``: more application settings (optional).
@@ -33,8 +35,8 @@ import sys
 
 import webtest
 
-import pyramid_dbrouter.twophase as twophase
 from fault_app import make_app
+from twophase_fixtures import inject_fault
 
 
 def say(**fields):
@@ -42,32 +44,16 @@ def say(**fields):
     sys.stdout.flush()
 
 
-def arm(kill_at, engine=None, occurrence=1):
-    """Replace the commit's checkpoint (and watch its transaction id)."""
-    seen = {"count": 0, "gtrid": None}
-    current_gtrid = twophase.current_gtrid
-
-    def watching_gtrid(session):
-        seen["gtrid"] = current_gtrid(session)
-        return seen["gtrid"]
-
-    def checkpoint(name, engine_name=None):
-        if name != kill_at or (engine is not None and engine_name != engine):
-            return
-        seen["count"] += 1
-        if seen["count"] == occurrence:
-            say(killed_at=name, engine=engine_name, gtrid=seen["gtrid"])
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    twophase.current_gtrid = watching_gtrid
-    twophase.checkpoint = checkpoint
-    return seen
-
-
 def main(argv):
     job = json.loads(argv[1])
     engines = job["engines"]
-    seen = arm(job["kill_at"], job.get("engine"), job.get("occurrence", 1))
+    kill_at, engine = job["kill_at"], job.get("engine")
+
+    def die():
+        say(killed_at=kill_at, engine=engine, gtrid=fault.gtrid)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    fault = inject_fault(setattr, (kill_at, engine), die, job.get("occurrence", 1))
     app = webtest.TestApp(make_app(engines, **job.get("settings", {})))
     form = {"note": job["note"], "engines": ",".join(job.get("write", engines))}
     if job.get("touch"):
@@ -75,7 +61,7 @@ def main(argv):
         response = app.post("/write-and-touch", form)
     else:
         response = app.post("/write", form)
-    say(finished=response.status, gtrid=seen["gtrid"])
+    say(finished=response.status, gtrid=fault.gtrid)
     return 0
 
 

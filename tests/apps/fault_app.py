@@ -1,13 +1,13 @@
 """The two-phase test application, for the fault-injection suite.
 
-tests/twophase_app.py, plus:
+tests/apps/twophase_app.py, plus:
 
 * ``POST /write-and-touch``: as ``/write``, and on each engine named in
   ``touch`` an UPDATE that matches no row -- the engine has written (by the
   SQL verb, so its branch is prepared) but changed nothing;
 * ``main``, a PasteDeploy app factory: ``dbrouter recover`` loads an
-  application from an ini file, as ``pserve`` does, and tests/
-  test_recovery.py writes ini files with ``use = call:fault_app:main`` and
+  application from an ini file, as ``pserve`` does, and the
+  recovery suites write ini files with ``use = call:fault_app:main`` and
   the engine URLs of the process it killed.
 """
 

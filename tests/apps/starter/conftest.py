@@ -7,7 +7,7 @@ project is ``starterapp/models/__init__.py``, whose ``includeme`` is
 ``get_session_factory`` and ``get_tm_session`` are pyramid_dbrouter's.  The
 template's fixtures in ``tests/conftest.py`` (``dbengine``, ``app``, ``tm``,
 ``dbsession``, ``testapp``, ...) override the project suite's fixtures of the
-same names within ``tests/starter/tests``.
+same names within ``tests/apps/starter/tests``.
 
 ``starterapp`` is not an installed distribution: this directory is put on
 ``sys.path`` so that the tests, alembic's ``env.py`` and ``testing.ini``
