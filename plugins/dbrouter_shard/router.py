@@ -21,8 +21,9 @@ rest of the router chain.
 """
 
 from sqlalchemy import inspect
+from sqlalchemy.orm.interfaces import MANYTOONE
 
-from pyramid_dbrouter import where_values
+from pyramid_dbrouter import bind_of, where_values
 
 from .exceptions import ShardKeyError
 
@@ -39,7 +40,7 @@ FOLLOW_PARENT = _FollowParent()
 class _Placement:
     """What the router needs to know of one sharded model, found once."""
 
-    __slots__ = ("key", "column", "pk_index", "by_id")
+    __slots__ = ("key", "column", "pk_index", "by_id", "parents")
 
     def __init__(self, model):
         self.key = model.__shard_key__
@@ -54,6 +55,12 @@ class _Placement:
                 if column is self.column:
                     self.pk_index = index
         self.by_id = bool(getattr(model, "__shard_ids__", False))
+        # many-to-one relationships that fill the key in from a parent
+        self.parents = [
+            prop
+            for prop in mapper.relationships
+            if prop.direction is MANYTOONE and self.column in prop.local_columns
+        ]
 
 
 class ShardRouter:
@@ -105,6 +112,11 @@ class ShardRouter:
                 return None  # the core's instance hint: with its related objects
             key = getattr(instance, placement.key, None)
             if key is None:
+                # Post(user=user): the key is copied from the parent at flush,
+                # after routing; until then the parent says where it goes
+                name = self._parent_shard(instance, placement)
+                if name is not None:
+                    return name
                 raise ShardKeyError(
                     f"{model.__name__}.{placement.key} is None: a new "
                     f"{model.__name__} is written to the shard of its "
@@ -126,6 +138,20 @@ class ShardRouter:
         if self._placement(model if isinstance(model, type) else None) is None:
             return None
         return db in self.shards.names
+
+    def _parent_shard(self, instance, placement):
+        state = inspect(instance)
+        for prop in placement.parents:
+            parent = state.dict.get(prop.key)
+            if parent is None:
+                continue
+            name = bind_of(parent)
+            if name is not None:
+                return name
+            parent_placement = self._placement(type(parent))
+            if parent_placement is not None and parent_placement.column is not None:
+                return self.db_for_write(type(parent), instance=parent)
+        return None
 
     def _for_identity(self, placement, identity):
         if placement.by_id or placement.pk_index is not None:
