@@ -71,7 +71,7 @@ def check_shards(entries, key):
         else:
             name, _, spec = str(entry).partition("=")
             spec = spec or None
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$", name):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]{0,62}", name):
             raise ConfigurationError(
                 f"{key}: {entry!r} is not an engine name; use letters, digits, '_' "
                 "and '-' (NAME, or NAME=BUCKETS such as shard_a=0-15,32)"
@@ -94,7 +94,7 @@ def _bucket_spec(spec, key):
         return spec
     found = set()
     for part in str(spec).split(","):
-        match = _BUCKETS.match(part.strip())
+        match = _BUCKETS.fullmatch(part.strip())
         if match is None:
             raise ConfigurationError(
                 f"{key}: bucket list {spec!r} is not understood; use numbers and "
@@ -113,7 +113,7 @@ def check_strategy_name(value, key):
     if callable(value):
         return value
     value = str(value).strip()
-    if value in BUILTIN or re.match(r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$", value):
+    if value in BUILTIN or re.fullmatch(r"[A-Za-z_][\w.]*[:.][A-Za-z_]\w*", value):
         return value
     raise ConfigurationError(
         f"{key}: {value!r} is not a strategy; use modulo, hash (CRC32 of the key's "

@@ -37,7 +37,7 @@ MAX_IDENTIFIER = 63
 
 
 def check_table_name(name, what="table name"):
-    if not isinstance(name, str) or not SUFFIX.match(name):
+    if not isinstance(name, str) or not SUFFIX.fullmatch(name):
         raise TableSuffixError(
             f"{what} {name!r} is not accepted: use lower-case letters a-z, digits "
             "and '_' only"
@@ -73,7 +73,7 @@ class TableModels:
 
     def table_name(self, suffix):
         """``NAME_<suffix>``, checked: a :class:`TableSuffixError` otherwise."""
-        if not isinstance(suffix, str) or not SUFFIX.match(suffix):
+        if not isinstance(suffix, str) or not SUFFIX.fullmatch(suffix):
             raise TableSuffixError(
                 f"table suffix {suffix!r} for {self.name}_<suffix> is not accepted: "
                 "use lower-case letters a-z, digits and '_' only"
