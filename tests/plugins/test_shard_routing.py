@@ -21,7 +21,7 @@ from shard_models import (
 from sqlalchemy import inspect, select, text, update
 
 from dbrouter_shard import ShardKeyError, get_shards
-from pyramid_dbrouter import bind_of, get_engines, session_scope
+from pyramid_dbrouter import UnsafeCommitError, bind_of, get_engines, session_scope
 
 SHARDS = ["shard0", "shard1", "shard2", "shard3"]
 
@@ -100,6 +100,25 @@ class TestWrites:
         with session_scope(registry) as session:
             rows = session.execute(select(User.id, User.name).order_by(User.id)).all()
         assert rows == [(0, "renamed"), (1, "renamed"), (2, "renamed"), (3, "renamed")]
+
+    def test_execute_each_on_sqlite_shards_is_refused_at_commit(self, registry):
+        add_users(registry, range(4))
+        with pytest.raises(UnsafeCommitError):
+            with session_scope(registry) as session:
+                get_shards(session).execute_each(session, update(User).values(name="x"))
+        with session_scope(registry) as session:
+            names = session.scalars(select(User.name).where(User.id.in_([0, 1]))).all()
+        assert sorted(names) == ["user 0", "user 1"]  # nothing committed
+
+    def test_request_shards(self, registry):
+        from pyramid.scripting import prepare
+
+        env = prepare(registry=registry)
+        try:
+            assert env["request"].shards is get_shards(registry)
+            assert env["request"].shards.shard_for(5) == "shard1"
+        finally:
+            env["closer"]()
 
     def test_a_bulk_update_pinned_to_one_shard_runs_there(self, registry):
         add_users(registry, range(8))

@@ -55,3 +55,24 @@ def test_two_shards_in_one_request_commit_in_two_phases(pg_primary, pg_db, pg_db
                 expected
             )
         engine.dispose()
+
+
+def test_a_bulk_update_on_every_shard_commits_together(pg_primary, pg_db, pg_db2):
+    from sqlalchemy import update
+
+    from dbrouter_shard import get_shards
+    from pyramid_dbrouter import session_scope
+
+    registry, app = make_app(pg_primary, pg_db, pg_db2)
+    TestApp(app).post("/users", status=200)
+    with session_scope(registry) as session:
+        matched = get_shards(session).execute_each(
+            session, update(User).values(name="renamed")
+        )
+    assert matched == 2
+    for url in (pg_db, pg_db2):
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            names = conn.execute(text("SELECT name FROM shard_users")).scalars().all()
+        engine.dispose()
+        assert names == ["renamed"]
