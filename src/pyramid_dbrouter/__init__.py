@@ -34,6 +34,7 @@ from .transactions import (
     request_dbsession,
     session_scope,
 )
+from .where import where_values
 
 __all__ = [
     "ConfigurationError",
@@ -54,6 +55,7 @@ __all__ = [
     "includeme",
     "init_db",
     "session_scope",
+    "where_values",
 ]
 
 

@@ -159,8 +159,12 @@ class RoutingSession(Session):
         hints.setdefault("request", self.info.get("request"))
         return hints
 
-    def _dbr_choose(self, model, write, clause=None):
-        """Pins, then ``__bind_key__``, then routers, then ``default``."""
+    def _dbr_choose(self, model, write, clause=None, identity=None):
+        """Pins, then ``__bind_key__``, then routers, then ``default``.
+
+        *identity* is the primary key a ``get()`` looks up (the ``identity``
+        hint), so that a router can send it straight to the engine holding it.
+        """
         if self._dbr_pins:
             return self._dbr_pins[-1]
         if model is not None:
@@ -180,7 +184,11 @@ class RoutingSession(Session):
                 )
             else:
                 answer = routers.db_for_read(
-                    model, instance=None, clause=clause, request=request
+                    model,
+                    instance=None,
+                    clause=clause,
+                    request=request,
+                    identity=identity,
                 )
             if answer is not None:
                 return answer
@@ -356,7 +364,7 @@ class RoutingSession(Session):
                 bind_arguments=bind_arguments,
                 **kw,
             )
-        name = self._dbr_choose(_model_of(entity), False)
+        name = self._dbr_choose(_model_of(entity), False, identity=ident)
         source = "using_bind" if self._dbr_pins else "a router"
         # over a fan-out, the engines in order and the first hit
         for each in name if isinstance(name, list) else (name,):
