@@ -73,11 +73,6 @@ POSITIONS = {
 
 
 @pytest.fixture
-def sqlite_url(tmp_path):
-    return f"sqlite:///{tmp_path}/lite.sqlite"
-
-
-@pytest.fixture
 def topologies(pg_db, pg_db2, maria_db, sqlite_url):
     """name -> {engine name: URL}; the engines a transaction writes to."""
     return {

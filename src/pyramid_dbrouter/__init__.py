@@ -34,6 +34,7 @@ from .transactions import (
     request_dbsession,
     session_scope,
 )
+from .twophase import register
 from .where import where_values
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "get_tm_session",
     "includeme",
     "init_db",
+    "register",
     "session_scope",
     "where_values",
 ]

@@ -86,9 +86,8 @@ def _presume_abort(state, gtrid):
     """Record ABORT on the coordinator; return the decision that stands."""
     key = f"{state.policy.prefix}:{gtrid}"
     engine = state.engines.get(state.policy.coordinator)
+    state.policy.ensure_table(state.policy.coordinator, engine)
     with engine.connect() as conn:
-        state.policy.ensure_table(conn, state.policy.coordinator)
-        conn.commit()
         try:
             conn.execute(
                 insert(decisions),

@@ -135,7 +135,9 @@ class RoutingSession(Session):
     ``request`` hint.
     """
 
-    def __init__(self, *args, engines, routers, policy=None, **kw):
+    def __init__(
+        self, *args, engines, routers, policy=None, zope_registration=None, **kw
+    ):
         super().__init__(*args, **kw)
         self._dbr_policy = policy
         self.engines = engines
@@ -145,9 +147,10 @@ class RoutingSession(Session):
         self._dbr_pins = []
         self._dbr_exec_bind = None
         self._dbr_flush_bind = None
-        # the transaction manager this session is joined to, if any: writes we
-        # can see are marked changed on it, so they are never silently lost
-        self._dbr_tm = None
+        # (transaction manager, initial state, keep_session) of ``register``,
+        # if any: writes we can see are marked changed on that manager, so
+        # that they are never silently lost
+        self._dbr_tm = zope_registration
 
     # -- choosing an engine --------------------------------------------------
 
@@ -307,9 +310,9 @@ class RoutingSession(Session):
     def _dbr_mark_changed(self):
         """Tell the transaction manager this session has work to commit:
         without it, a write the session saw would be rolled back."""
-        from .twophase import mark_changed
+        from .twophase import session_changed
 
-        mark_changed(self, self._dbr_tm)
+        session_changed(self)
 
     # The bulk methods write through the session's connections without a
     # statement of ours or a flush event: mark them here, or they are lost.

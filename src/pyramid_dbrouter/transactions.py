@@ -70,6 +70,13 @@ def get_session_factory(engine, routers=None, policy=None, **session_options):
     :class:`~pyramid_dbrouter.twophase.TwoPhasePolicy` (``dbrouter.*``
     defaults if None).
     """
+    if session_options.get("twophase"):
+        raise TypeError(
+            "get_session_factory(twophase=True): pyramid_dbrouter decides itself "
+            "when to commit in two phases (when two or more engines wrote; see "
+            "dbrouter.twophase), and never prepares a lone writer; leave "
+            "twophase out"
+        )
     if isinstance(engine, EngineRegistry):
         engines = engine
     else:
@@ -113,7 +120,7 @@ def get_tm_session(session_factory, transaction_manager, request=None):
     """
     dbsession = session_factory(info={"request": request})
     if isinstance(dbsession, RoutingSession):
-        register(dbsession, transaction_manager)
+        register(dbsession, transaction_manager=transaction_manager)
     else:
         zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
     return dbsession

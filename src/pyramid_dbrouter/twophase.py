@@ -36,13 +36,27 @@ import weakref
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, event, insert
+import transaction as zope_transaction
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    delete,
+    event,
+    insert,
+    inspect,
+)
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import sessionmaker
 from transaction._transaction import Status as ZopeStatus
 from zope.sqlalchemy.datamanager import (
     _SESSION_STATE,
     STATUS_ACTIVE,
     STATUS_CHANGED,
+    STATUS_READONLY,
     SessionDataManager,
 )
 
@@ -94,6 +108,27 @@ class TwoPhasePolicy:
         self._tables = set()
         self._finished = {}
         self._lock = threading.Lock()
+        self._sides = weakref.WeakKeyDictionary()
+        self._sides_lock = threading.Lock()
+
+    def side(self, engine):
+        """An engine on *engine*'s database with a pool of its own, for the
+        commit's own statements (checks, the decision, retried COMMITs).
+
+        They run while the transaction holds its connections: taken from
+        the same pool, N threads each holding one connection and waiting for
+        a second would exhaust it, and wait on each other until it times out.
+        """
+        side = self._sides.get(engine)
+        if side is None:
+            with self._sides_lock:
+                side = self._sides.get(engine)
+                if side is None:
+                    # recreate(): the same settings and connect events
+                    pool = engine.pool.recreate()
+                    side = Engine(pool, engine.dialect, engine.url)
+                    self._sides[engine] = side
+        return side
 
     def take_finished(self, engine_name, limit=200):
         """Decisions of finished transactions, to delete with the next one."""
@@ -115,7 +150,7 @@ class TwoPhasePolicy:
         prepared branch (checked once per engine)."""
         if name not in self._checked:
             driver = driver_for(engine)
-            with autocommit(engine) as dbapi_connection:
+            with autocommit(self.side(engine)) as dbapi_connection:
                 problem = driver.check(dbapi_connection)
             xid = make_xid(self.prefix, "0" * 16, name)
             if problem is None and len(xid) > driver.max_xid_length:
@@ -132,8 +167,34 @@ class TwoPhasePolicy:
                 "nothing was committed"
             )
 
-    def ensure_table(self, connection, name):
-        if name not in self._tables:
+    def ensure_table(self, name, engine):
+        """Create the decision table on *engine* once per process.
+
+        ``CREATE TABLE IF NOT EXISTS`` is not safe against itself on
+        PostgreSQL (two creators collide in its catalogue): threads of this
+        process wait for the first, and another process's table, created
+        between our check and our CREATE, is success.
+        """
+        if name in self._tables:
+            return
+        with self._lock:
+            if name in self._tables:
+                return
+            try:
+                with engine.begin() as conn:
+                    decisions.create(conn, checkfirst=True)
+            except DBAPIError:
+                with engine.connect() as conn:
+                    if not inspect(conn).has_table(decisions.name):
+                        raise
+            self._tables.add(name)
+
+    def ensure_table_in(self, connection, name):
+        """Create the decision table inside *connection*'s transaction (a
+        last resource, whose DDL is transactional: SQLite)."""
+        if name in self._tables:
+            return
+        with self._lock:
             decisions.create(connection, checkfirst=True)
             self._tables.add(name)
 
@@ -315,15 +376,14 @@ class RoutingDataManager(SessionDataManager):
     def _decide_on_coordinator(self, record):
         policy = self.policy
         name = policy.coordinator
-        engine = self.session.engines.get(name, "dbrouter.coordinator")
+        engine = policy.side(self.session.engines.get(name, "dbrouter.coordinator"))
         finished = policy.take_finished(name)
         try:
             if engine.dialect.name == "postgresql":
                 self._decide_on_postgresql(engine, record, finished)
                 return
+            policy.ensure_table(name, engine)
             with engine.connect() as conn:
-                policy.ensure_table(conn, name)
-                conn.commit()
                 if finished:
                     conn.execute(
                         delete(decisions).where(decisions.c.gtrid.in_(finished))
@@ -344,9 +404,7 @@ class RoutingDataManager(SessionDataManager):
         transaction; SET LOCAL makes its commit durable whatever the
         server's default (every value is one we made, safe as a literal)."""
         policy = self.policy
-        if policy.coordinator not in policy._tables:
-            with engine.begin() as conn:
-                policy.ensure_table(conn, policy.coordinator)
+        policy.ensure_table(policy.coordinator, engine)
         sql = "SET LOCAL synchronous_commit = on; "
         if finished:
             sql += (
@@ -374,7 +432,7 @@ class RoutingDataManager(SessionDataManager):
     def _decide_in_last_resource(self, branch, record):
         checkpoint("before-last-resource", branch.name)
         finished = self.policy.take_finished(branch.name)
-        self.policy.ensure_table(branch.connection, branch.name)
+        self.policy.ensure_table_in(branch.connection, branch.name)
         if finished:
             branch.connection.execute(
                 delete(decisions).where(decisions.c.gtrid.in_(finished))
@@ -415,7 +473,8 @@ class RoutingDataManager(SessionDataManager):
         for delay in COMMIT_RETRIES:
             time.sleep(delay)
             try:
-                _finish_recovered(branch.engine, branch.driver, xid, COMMIT)
+                side = self.policy.side(branch.engine)
+                _finish_recovered(side, branch.driver, xid, COMMIT)
                 return True
             except DBAPIError as exc:
                 if branch.driver.is_unknown_xid(exc):
@@ -476,6 +535,10 @@ class RoutingDataManager(SessionDataManager):
                         branch.end(commit=False)
                     except Exception:  # the connection is discarded below anyway
                         branch.connection.invalidate()
+            if self.keep_session and self.tx.is_active:
+                # a kept session must not go on in this transaction, whose
+                # branches were committed or rolled back beneath it
+                self.tx.rollback()
         super()._finish(final_state)
 
     def sortKey(self):
@@ -527,28 +590,35 @@ def mark_changed(session, transaction_manager, keep_session=False):
 
 # zope.sqlalchemy's session events, listened to once on the session factory
 # (attaching them to each new session cost a request some 50 us), acting on
-# sessions joined to a transaction manager by get_tm_session.
+# sessions registered with a transaction manager (``register``).
 # ``do_orm_execute`` and the bulk events are left out: the session marks
 # its own writes.
 
 
 def _join_on_use(session, *args):
     """``after_begin``, ``after_attach``: join the zope transaction."""
-    manager = session._dbr_tm
-    if manager is not None:
-        join_transaction(session, STATUS_ACTIVE, manager)
+    joined = session._dbr_tm
+    if joined is not None:
+        manager, initial_state, keep_session = joined
+        join_transaction(session, initial_state, manager, keep_session)
 
 
 def _changed_by_flush(session, flush_context):
-    manager = session._dbr_tm
-    if manager is not None:
-        mark_changed(session, manager)
+    session_changed(session)
+
+
+def session_changed(session):
+    """The session wrote: it has work to commit (if it is registered)."""
+    joined = session._dbr_tm
+    if joined is not None:
+        manager, _initial_state, keep_session = joined
+        mark_changed(session, manager, keep_session)
 
 
 def _commit_only_through_the_manager(session):
-    manager = session._dbr_tm
-    if manager is not None and not session.in_nested_transaction():
-        if manager.get().status != ZopeStatus.COMMITTING:
+    joined = session._dbr_tm
+    if joined is not None and not session.in_nested_transaction():
+        if joined[0].get().status != ZopeStatus.COMMITTING:
             raise DBRouterError(
                 "this session is joined to a transaction manager: commit with "
                 "the manager (request.tm.commit(), transaction.commit()), not "
@@ -564,7 +634,38 @@ def listen_transaction_events(factory):
     event.listen(factory, "before_commit", _commit_only_through_the_manager)
 
 
-def register(session, transaction_manager):
-    """Join *session* to *transaction_manager* (zope.sqlalchemy's
-    ``register``, for sessions of a factory made by get_session_factory)."""
-    session._dbr_tm = transaction_manager
+_INITIAL_STATES = {
+    STATUS_ACTIVE: STATUS_ACTIVE,
+    STATUS_CHANGED: STATUS_CHANGED,
+    STATUS_READONLY: STATUS_READONLY,
+    "invalidated": STATUS_CHANGED,  # zope.sqlalchemy's old name for "changed"
+}
+
+
+def register(
+    session,
+    initial_state=STATUS_ACTIVE,
+    transaction_manager=zope_transaction.manager,
+    keep_session=False,
+):
+    """Join *session* to *transaction_manager*: zope.sqlalchemy's
+    ``register``, with its arguments and meanings, for a
+    :class:`~pyramid_dbrouter.RoutingSession` (or a factory of them, whose
+    sessions are then all registered).
+
+    ``initial_state="changed"`` commits even writes the session cannot see
+    (SQL sent on ``session.connection()``) without ``mark_changed``;
+    ``keep_session=True`` keeps the session open after the transaction ends
+    (its objects expired, reloaded on next use) instead of closing it.
+    """
+    if initial_state not in _INITIAL_STATES:
+        raise ValueError(
+            f"initial_state={initial_state!r}: use one of "
+            f"{STATUS_ACTIVE!r}, {STATUS_CHANGED!r}, {STATUS_READONLY!r}"
+        )
+    joined = (transaction_manager, _INITIAL_STATES[initial_state], keep_session)
+    if isinstance(session, sessionmaker):
+        session.configure(zope_registration=joined)
+    else:
+        session._dbr_tm = joined
+    return session

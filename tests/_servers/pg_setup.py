@@ -26,7 +26,8 @@ PG_BIN_ENV = "DBROUTER_PG_BIN"
 # made in the last few hundred milliseconds before kill() may be lost; a test
 # that needs it to survive should run ``SET synchronous_commit = on`` first.
 DEFAULT_SETTINGS: dict[str, object] = {
-    "max_prepared_transactions": 20,
+    # two processes of 16 threads prepare at once (test_decision_table)
+    "max_prepared_transactions": 64,
     "wal_level": "replica",
     "max_wal_senders": 5,
     # Lets a stopped replica catch up again instead of needing a new base
