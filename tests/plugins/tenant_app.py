@@ -1,0 +1,79 @@
+"""The photo-album application the tenant tests run: every album (tenant)
+holds photos; the ``default`` engine holds what albums share (here, a
+visit counter).  Each view says in a comment what it exercises.
+"""
+
+from pyramid.config import Configurator
+from sqlalchemy import String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class AlbumBase(DeclarativeBase):
+    """The tables every tenant holds (dbrouter.tenant.metadata)."""
+
+
+class Photo(AlbumBase):
+    __tablename__ = "photos"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+
+
+class SharedBase(DeclarativeBase):
+    """Tables of the ``default`` engine, shared by all tenants."""
+
+
+class Visit(SharedBase):
+    __tablename__ = "visits"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    album: Mapped[str] = mapped_column(String(60))
+
+
+def list_photos(request):
+    # routed by the tenant router to tenant:{album}
+    photos = request.dbsession.scalars(select(Photo).order_by(Photo.id))
+    return {"album": request.tenant, "photos": [p.title for p in photos]}
+
+
+def add_photo(request):
+    request.dbsession.add(Photo(title=request.params["title"]))
+    return {"album": request.tenant}
+
+
+def whoami(request):
+    # request.tenant alone (no database): the resolver and the key check
+    return {"tenant": request.tenant}
+
+
+def copy_photos(request):
+    # two tenants written in one request (schema mode: one two-phase commit)
+    from dbrouter_tenant import engine_name
+
+    session = request.dbsession
+    titles = [p.title for p in session.scalars(select(Photo))]
+    with session.using_bind(engine_name(request.params["to"])):
+        session.add_all([Photo(title=t) for t in titles])
+    return {"copied": len(titles)}
+
+
+PATHS = {
+    "photos": "/albums/{tenant}/photos",
+    "whoami": "/whoami",
+    "copy": "/albums/{tenant}/copy",
+}
+
+
+def make_app(settings, **extra):
+    """A WSGI app of *settings* (``dbrouter.tenant.*`` included)."""
+    settings = {"dbrouter.metadata": "tenant_app:AlbumBase", **settings}
+    with Configurator(settings=settings) as config:
+        config.include("dbrouter_tenant")
+        config.add_route("photos", PATHS["photos"])
+        config.add_route("whoami", PATHS["whoami"])
+        config.add_route("whoami_in_album", "/albums/{tenant}/whoami")
+        config.add_route("copy", PATHS["copy"])
+        config.add_view(list_photos, route_name="photos", request_method="GET", renderer="json")
+        config.add_view(add_photo, route_name="photos", request_method="POST", renderer="json")
+        config.add_view(whoami, route_name="whoami", renderer="json")
+        config.add_view(whoami, route_name="whoami_in_album", renderer="json")
+        config.add_view(copy_photos, route_name="copy", request_method="POST", renderer="json")
+    return config.make_wsgi_app()
