@@ -34,7 +34,7 @@ from .keys import (
 from .lifecycle import copy_tenant, create_tenant, list_tenants, remove_tenant
 from .router import TenantRouter
 from .scope import current_tenant, request_tenant, tenant_scope
-from .settings import PREFIX, parse_tenant_settings
+from .settings import PREFIX
 from .tenancy import get_tenancy
 
 __all__ = [

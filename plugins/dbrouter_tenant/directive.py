@@ -52,7 +52,7 @@ def set_tenant_mode(config, mode, **options):
     tenancy = Tenancy(
         settings, make_mode(settings, config.registry), resolver, metadata
     )
-    where = settings.root or (settings.url and mask_url(settings.url)) or settings.engine
+    where = settings.root or mask_url(settings.url or "") or settings.engine
     intr = config.introspectable(
         "dbrouter tenancy", "tenancy", f"{settings.mode}: {where}", "dbrouter tenancy"
     )

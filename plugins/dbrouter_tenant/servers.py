@@ -76,11 +76,14 @@ class Databases:
     def _catalog(self):
         if self.backend == "postgresql":
             return "SELECT datname FROM pg_database WHERE datname LIKE :p"
-        return "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"
+        return (
+            "SELECT schema_name FROM information_schema.schemata "
+            "WHERE schema_name LIKE :p"
+        )
 
     def _names(self, pattern):
         with self.admin().connect() as conn:
-            return [row[0] for row in conn.execute(text(self._catalog()), {"p": pattern})]
+            return list(conn.scalars(text(self._catalog()), {"p": pattern}))
 
     def exists(self, key):
         name = self.database(key)

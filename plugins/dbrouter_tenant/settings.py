@@ -113,7 +113,7 @@ def parse_tenant_settings(settings):
             )
     mode = given.get("mode")
     if mode not in MODES:
-        raise _error("mode", mode, "is not a tenant mode; use one of " + ", ".join(MODES))
+        raise _error("mode", mode, "is not a tenant mode; use " + " | ".join(MODES))
     values = {"mode": mode}
     if mode == "sqlite-folder":
         root = given.get("root")

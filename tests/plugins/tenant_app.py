@@ -3,6 +3,8 @@ holds photos; the ``default`` engine holds what albums share (here, a
 visit counter).  Each view says in a comment what it exercises.
 """
 
+import functools
+
 from pyramid.config import Configurator
 from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -71,9 +73,10 @@ def make_app(settings, **extra):
         config.add_route("whoami", PATHS["whoami"])
         config.add_route("whoami_in_album", "/albums/{tenant}/whoami")
         config.add_route("copy", PATHS["copy"])
-        config.add_view(list_photos, route_name="photos", request_method="GET", renderer="json")
-        config.add_view(add_photo, route_name="photos", request_method="POST", renderer="json")
-        config.add_view(whoami, route_name="whoami", renderer="json")
-        config.add_view(whoami, route_name="whoami_in_album", renderer="json")
-        config.add_view(copy_photos, route_name="copy", request_method="POST", renderer="json")
+        view = functools.partial(config.add_view, renderer="json")
+        view(list_photos, route_name="photos", request_method="GET")
+        view(add_photo, route_name="photos", request_method="POST")
+        view(whoami, route_name="whoami")
+        view(whoami, route_name="whoami_in_album")
+        view(copy_photos, route_name="copy", request_method="POST")
     return config.make_wsgi_app()

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from sqlalchemy import select
 from tenant_app import Photo
-from tenant_support import album_root, files_under, folder_app, folder_settings  # noqa: F401
+from tenant_support import files_under
 
 from dbrouter_tenant import (
     InvalidTenantKey,
@@ -21,6 +21,9 @@ from dbrouter_tenant import (
     tenant_scope,
 )
 from pyramid_dbrouter import session_scope
+
+#: the fixtures of the tenant suites (album_root, folder_app, ...)
+pytest_plugins = ("tenant_support",)
 
 
 def titles(path):
@@ -56,7 +59,10 @@ def test_an_unknown_album_is_a_404_and_no_file_is_created(folder_app, album_root
     assert files_under(album_root) == set()
 
 
-@pytest.mark.parametrize("key", ["..", "Summer", "a.b", "%2e%2e", "caf%C3%A9", "%D0%B0lbum", "a%20b", "a%00"])
+BAD_KEYS = ["..", "Summer", "a.b", "%2e%2e", "caf%C3%A9", "%D0%B0lbum", "a%20b", "a%00"]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
 def test_an_invalid_album_key_is_a_404(folder_app, key):
     testapp, _registry = folder_app
     testapp.get(f"/albums/{key}/photos", status=404)
