@@ -34,8 +34,13 @@ def folder_app(folder_settings):
     app.registry["dbrouter"].engines.dispose()
 
 
-def files_under(path):
-    """Every file and folder under *path*, relative, as a set."""
+@pytest.fixture
+def files_under():
+    """``files_under(path)``: every file and folder under *path*, relative."""
+    return _files_under
+
+
+def _files_under(path):
     found = set()
     for folder, dirs, files in os.walk(path):
         for name in dirs + files:

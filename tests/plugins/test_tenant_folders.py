@@ -7,7 +7,6 @@ import sqlite3
 import pytest
 from sqlalchemy import select
 from tenant_app import Photo
-from tenant_support import files_under
 
 from dbrouter_tenant import (
     InvalidTenantKey,
@@ -52,7 +51,9 @@ def test_each_album_sees_only_its_own_photos(folder_app):
     assert testapp.get("/albums/winter/photos").json["photos"] == ["winter photo"]
 
 
-def test_an_unknown_album_is_a_404_and_no_file_is_created(folder_app, album_root):
+def test_an_unknown_album_is_a_404_and_no_file_is_created(
+    folder_app, album_root, files_under
+):
     testapp, _registry = folder_app
     testapp.get("/albums/ghost/photos", status=404)
     testapp.post("/albums/ghost/photos", {"title": "x"}, status=404)
@@ -89,7 +90,7 @@ def test_tenants_are_listed_created_once_and_removed(folder_app, album_root):
         remove_tenant(registry, "a")
 
 
-def test_removing_an_album_closes_its_engine_first(folder_app, album_root):
+def test_removing_an_album_closes_its_engine_first(folder_app, album_root, files_under):
     testapp, registry = folder_app
     create_tenant(registry, "gone")
     testapp.post("/albums/gone/photos", {"title": "x"})
