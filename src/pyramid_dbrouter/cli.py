@@ -15,6 +15,7 @@ masked everywhere, error messages included.
 """
 
 import argparse
+import itertools
 import re
 import sys
 from contextlib import contextmanager
@@ -343,9 +344,14 @@ def _init_listed(state, args, out):
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     names = _listed_names(state)
+    queue = iter(names)
     failed, done = [], 0
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        pending = {pool.submit(_init_one, state, n): n for n in names}
+        # at most N submitted at a time, so that after a failure (without
+        # --continue-on-error) no new engine is started
+        pending = {}
+        for name in itertools.islice(queue, args.jobs):
+            pending[pool.submit(_init_one, state, name)] = name
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -356,9 +362,9 @@ def _init_listed(state, args, out):
                 if not ok:
                     failed.append(name)
             if failed and not args.continue_on_error:
-                for future in pending:
-                    future.cancel()
-                pending = {f: n for f, n in pending.items() if not f.cancelled()}
+                continue  # let those running finish; start none
+            for name in itertools.islice(queue, len(finished)):
+                pending[pool.submit(_init_one, state, name)] = name
     skipped = len(names) - done
     summary = f"all tenants: {done - len(failed)} of {len(names)} done"
     summary += f", {len(failed)} failed ({', '.join(failed)})" if failed else ""
