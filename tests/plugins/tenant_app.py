@@ -80,3 +80,8 @@ def make_app(settings, **extra):
         view(whoami, route_name="whoami_in_album")
         view(copy_photos, route_name="copy", request_method="POST")
     return config.make_wsgi_app()
+
+
+def main(global_config, **settings):
+    """The paste entry point (``use = call:tenant_app:main``)."""
+    return make_app(settings)
