@@ -21,6 +21,9 @@ When every tenant lives in one database anyway and tenants are few, a
 apart, or that travels as files.
 """
 
+from pyramid.config import PHASE1_CONFIG
+from pyramid.exceptions import ConfigurationError
+
 from .directive import set_tenant_mode
 from .keys import (
     InvalidTenantKey,
@@ -34,8 +37,8 @@ from .keys import (
 from .lifecycle import copy_tenant, create_tenant, list_tenants, remove_tenant
 from .router import TenantRouter
 from .scope import current_tenant, request_tenant, tenant_scope
-from .settings import PREFIX
-from .tenancy import get_tenancy
+from .settings import MODES, PREFIX
+from .tenancy import REGISTRY_KEY, get_tenancy
 
 __all__ = [
     "InvalidTenantKey",
@@ -60,17 +63,32 @@ __all__ = [
 
 def includeme(config):
     """Set up tenants from the ``dbrouter.tenant.*`` settings (pyramid_dbrouter
-    is included first if it is not yet)."""
+    is included first if it is not yet).  Without those settings the
+    application must call ``config.set_tenant_mode`` itself."""
     if not hasattr(config, "add_db_engine_factory"):
         config.include("pyramid_dbrouter")
     config.add_directive("set_tenant_mode", set_tenant_mode)
     config.add_request_method(request_tenant, "tenant", reify=True)
     settings = config.get_settings()
-    # set_tenant_mode checks every value, as it does when called from code
     options = {
         key[len(PREFIX) :]: value
         for key, value in settings.items()
         if key.startswith(PREFIX) and key != PREFIX + "mode"
     }
+    if settings.get(PREFIX + "mode") is None and not options:
+        config.action(None, _require_tenancy(config), order=PHASE1_CONFIG + 1)
+        return
     options.setdefault("metadata", settings.get("dbrouter.metadata"))
+    # set_tenant_mode checks every value, as it does when called from code
     config.set_tenant_mode(settings.get(PREFIX + "mode"), **options)
+
+
+def _require_tenancy(config):
+    def check():
+        if REGISTRY_KEY not in config.registry:
+            raise ConfigurationError(
+                f"{PREFIX}mode is required (" + " | ".join(MODES) + "), or a call "
+                "of config.set_tenant_mode in the application's main()"
+            )
+
+    return check

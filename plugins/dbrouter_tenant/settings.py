@@ -55,6 +55,8 @@ class TenantSettings:
 
 
 def _error(key, value, expected):
+    if value is None:
+        return ConfigurationError(f"{PREFIX}{key} is not set, and {expected}")
     shown = mask_url(value) if key == "url" else value
     return ConfigurationError(f"{PREFIX}{key}: {shown!r} {expected}")
 
@@ -103,7 +105,7 @@ def parse_tenant_settings(settings):
     given = {
         k[len(PREFIX) :]: v.strip() if isinstance(v, str) else v
         for k, v in settings.items()
-        if k.startswith(PREFIX)
+        if k.startswith(PREFIX) and v is not None
     }
     for key in given:
         if key not in KNOWN:
@@ -113,7 +115,7 @@ def parse_tenant_settings(settings):
             )
     mode = given.get("mode")
     if mode not in MODES:
-        raise _error("mode", mode, "is not a tenant mode; use " + " | ".join(MODES))
+        raise _error("mode", mode, "must be one of " + " | ".join(MODES))
     values = {"mode": mode}
     if mode == "sqlite-folder":
         root = given.get("root")
