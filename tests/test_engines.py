@@ -121,3 +121,19 @@ def test_discard_closes_and_forgets_one_dynamic_engine():
     engines.get("tenant:one")
     assert made == ["one", "one"]  # made anew after the discard
     engines.dispose()
+
+
+def test_a_branch_driver_does_not_keep_its_engine_dialect_alive():
+    # a leak of about 8 KB per engine an engine factory ever made (10,000
+    # tenants through an LRU of 64 engines grew the process by 110 MB)
+    import gc
+    import weakref
+
+    from pyramid_dbrouter.xa import driver_for
+
+    engine = create_engine("sqlite://")
+    driver_for(engine)
+    dialect = weakref.ref(engine.dialect)
+    del engine
+    gc.collect()
+    assert dialect() is None
