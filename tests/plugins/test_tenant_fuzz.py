@@ -11,9 +11,9 @@ import pytest
 import webtest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from tenant_app import make_app
 
 from dbrouter_tenant import InvalidTenantKey, check_key, create_tenant, get_tenancy
-from tenant_app import make_app
 
 pytest_plugins = ("tenant_support",)
 
