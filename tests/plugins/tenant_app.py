@@ -46,21 +46,26 @@ def whoami(request):
     return {"tenant": request.tenant}
 
 
-def copy_photos(request):
-    # two tenants written in one request (schema mode: one two-phase commit)
+def write_two_albums(request):
+    # two tenants written in one request: one transaction over two engines
+    # (a two-phase commit on PostgreSQL); ``id`` forces the second write to
+    # collide with an existing row
     from dbrouter_tenant import engine_name
 
     session = request.dbsession
-    titles = [p.title for p in session.scalars(select(Photo))]
+    session.add(Photo(title=request.params["title"]))
+    other = Photo(title=request.params["title"])
+    if "id" in request.params:
+        other.id = int(request.params["id"])
     with session.using_bind(engine_name(request.params["to"])):
-        session.add_all([Photo(title=t) for t in titles])
-    return {"copied": len(titles)}
+        session.add(other)
+    return {"written": [request.tenant, request.params["to"]]}
 
 
 PATHS = {
     "photos": "/albums/{tenant}/photos",
     "whoami": "/whoami",
-    "copy": "/albums/{tenant}/copy",
+    "both": "/albums/{tenant}/both",
 }
 
 
@@ -72,13 +77,13 @@ def make_app(settings, **extra):
         config.add_route("photos", PATHS["photos"])
         config.add_route("whoami", PATHS["whoami"])
         config.add_route("whoami_in_album", "/albums/{tenant}/whoami")
-        config.add_route("copy", PATHS["copy"])
+        config.add_route("both", PATHS["both"])
         view = functools.partial(config.add_view, renderer="json")
         view(list_photos, route_name="photos", request_method="GET")
         view(add_photo, route_name="photos", request_method="POST")
         view(whoami, route_name="whoami")
         view(whoami, route_name="whoami_in_album")
-        view(copy_photos, route_name="copy", request_method="POST")
+        view(write_two_albums, route_name="both", request_method="POST")
     return config.make_wsgi_app()
 
 
