@@ -1,6 +1,10 @@
 """Engines by name, and engines made on demand by a factory (bounded LRU)."""
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, select
 
 from pyramid_dbrouter import (
@@ -81,3 +85,57 @@ def test_get_engine_is_the_default_engine_only():
         }
     )
     assert str(engine.url) == "sqlite://"
+
+
+@pytest.mark.parametrize("key", ["0\n", "acme\n", "a\r", "a\x00"])
+def test_a_key_must_match_in_full_not_before_a_final_newline(key):
+    # ``^...$`` with re.match accepts "0\n": ``$`` matches before a final newline
+    engines = EngineRegistry()
+    engines.add_factory("tenant", lambda key, settings: "sqlite://")
+    with pytest.raises(UnknownBindError, match="invalid key"):
+        engines.get(f"tenant:{key}")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(min_size=0, max_size=140))
+def test_fuzzed_keys_reach_the_factory_only_when_safe(key):
+    seen = []
+    engines = EngineRegistry()
+    engines.add_factory("tenant", lambda key, settings: seen.append(key) or "sqlite://")
+    try:
+        engines.get(f"tenant:{key}").dispose()
+    except UnknownBindError:
+        assert seen == []
+        return
+    (got,) = seen
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", got) and ".." not in got
+
+
+def test_discard_closes_and_forgets_one_dynamic_engine():
+    made = []
+    engines = EngineRegistry()
+    engines.add_factory("tenant", lambda key, settings: made.append(key) or "sqlite://")
+    first = engines.get("tenant:one")
+    assert engines.discard("tenant:one") is True
+    assert engines.open_dynamic_names() == []
+    assert engines.name_of(first) is None
+    assert engines.discard("tenant:one") is False
+    engines.get("tenant:one")
+    assert made == ["one", "one"]  # made anew after the discard
+    engines.dispose()
+
+
+def test_a_branch_driver_does_not_keep_its_engine_dialect_alive():
+    # a leak of about 8 KB per engine an engine factory ever made (10,000
+    # tenants through an LRU of 64 engines grew the process by 110 MB)
+    import gc
+    import weakref
+
+    from pyramid_dbrouter.xa import driver_for
+
+    engine = create_engine("sqlite://")
+    driver_for(engine)
+    dialect = weakref.ref(engine.dialect)
+    del engine
+    gc.collect()
+    assert dialect() is None

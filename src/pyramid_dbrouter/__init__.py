@@ -11,6 +11,7 @@ from .config import (
     add_db_engine,
     add_db_engine_factory,
     add_db_router,
+    dispose_engine,
     finish,
     get_engines,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "UnknownBindError",
     "UnsafeCommitError",
     "bind_of",
+    "dispose_engine",
     "get_engine",
     "get_engines",
     "get_session_factory",

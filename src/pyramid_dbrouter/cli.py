@@ -6,6 +6,7 @@ where a model's rows go, and creating its tables.
     dbrouter show development.ini
     dbrouter show development.ini --explain myapp.models:Photo
     dbrouter init-db development.ini
+    dbrouter init-db development.ini --all-tenants --jobs 8 --continue-on-error
 
 The application is loaded from its ini file as ``pserve`` loads it.  ``show``
 never connects to a database, so it answers with every database down;
@@ -14,6 +15,7 @@ masked everywhere, error messages included.
 """
 
 import argparse
+import itertools
 import re
 import sys
 from contextlib import contextmanager
@@ -269,6 +271,14 @@ def _existing(state):
     return there
 
 
+def _created(tables, there):
+    created = [t for t in tables if t not in there]
+    old = [t for t in tables if t in there]
+    said = [f"created {', '.join(created)}"] if created else []
+    said += [f"already there: {', '.join(old)}"] if old else []
+    return "; ".join(said) or "no tables (allow_migrate allows none)"
+
+
 def init_db_command(args, out):
     with loaded_app(args.config_uri) as (registry, state):
         if state.metadata is None:
@@ -286,15 +296,81 @@ def init_db_command(args, out):
             raise CommandError(
                 f"init-db failed: {_db_error(exc)}", EXIT_FAILED
             ) from exc
-    rows = []
-    for name, tables in allowed.items():
-        created = [t for t in tables if t not in there[name]]
-        old = [t for t in tables if t in there[name]]
-        said = [f"created {', '.join(created)}"] if created else []
-        said += [f"already there: {', '.join(old)}"] if old else []
-        rows.append((name, "; ".join(said) or "no tables (allow_migrate allows none)"))
-    print("\n".join(_columns(rows, indent="")), file=out)
+        rows = [(name, _created(t, there[name])) for name, t in allowed.items()]
+        print("\n".join(_columns(rows, indent="")), file=out)
+        if args.all_tenants:
+            return _init_listed(state, args, out)
     return EXIT_OK
+
+
+def _listed_names(state):
+    """``PREFIX:KEY`` of every engine a factory can list (``keys(settings)``)."""
+    listers = {
+        prefix: factory
+        for prefix, factory in state.engines.factories.items()
+        if callable(getattr(factory, "keys", None))
+    }
+    if not listers:
+        raise CommandError(
+            "--all-tenants: no engine factory of this application can list its "
+            "engines (a factory with keys(settings), such as dbrouter_tenant's)"
+        )
+    return [
+        f"{prefix}:{key}"
+        for prefix, factory in sorted(listers.items())
+        for key in factory.keys(state.engines.settings)
+    ]
+
+
+def _init_one(state, name):
+    """Create one listed engine's tables; return its status line."""
+    try:
+        engine = state.engines.get(name)
+        tables = allowed_tables(state.chain, name, state.metadata)
+        inspector = sqlalchemy.inspect(engine)
+        there = {t.name for t in tables if inspector.has_table(t.name, t.schema)}
+        state.metadata.create_all(engine, tables=tables)
+        return True, _created([t.name for t in tables], there)
+    except Exception as exc:  # reported per engine; the others go on
+        return False, f"FAILED: {type(exc).__name__}: {scrub(_db_error(exc))}"
+    finally:
+        # one pass over thousands of engines: close each as soon as it is done
+        state.engines.discard(name)
+
+
+def _init_listed(state, args, out):
+    """``init-db --all-tenants``: every listed engine, *args.jobs* at a time,
+    a status line each as it finishes; exit status 1 if any failed."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    names = _listed_names(state)
+    queue = iter(names)
+    failed, done = [], 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        # at most N submitted at a time, so that after a failure (without
+        # --continue-on-error) no new engine is started
+        pending = {}
+        for name in itertools.islice(queue, args.jobs):
+            pending[pool.submit(_init_one, state, name)] = name
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = pending.pop(future)
+                ok, said = future.result()
+                done += 1
+                print(f"{name}  {said}", file=out, flush=True)
+                if not ok:
+                    failed.append(name)
+            if failed and not args.continue_on_error:
+                continue  # let those running finish; start none
+            for name in itertools.islice(queue, len(finished)):
+                pending[pool.submit(_init_one, state, name)] = name
+    skipped = len(names) - done
+    summary = f"all tenants: {done - len(failed)} of {len(names)} done"
+    summary += f", {len(failed)} failed ({', '.join(failed)})" if failed else ""
+    summary += f", {skipped} not attempted (no --continue-on-error)" if skipped else ""
+    print(summary, file=out)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 # -- recover ----------------------------------------------------------------------
@@ -318,6 +394,16 @@ def recover_command(args, out):
 
 
 # -- the command line -------------------------------------------------------------
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
 
 
 def make_parser():
@@ -354,12 +440,31 @@ def make_parser():
         "init-db creates its table, and which rule decided; MODEL is a mapped "
         "class, as package.module:Class or package.module.Class",
     )
-    add(
+    init_cmd = add(
         "init-db",
         init_db_command,
         "Create the tables of dbrouter.metadata where allow_migrate allows",
         "Each engine is given the tables the routers allow there; tables that "
         "exist are left alone.",
+    )
+    init_cmd.add_argument(
+        "--all-tenants",
+        action="store_true",
+        help="also every engine an engine factory can list (every tenant of "
+        "dbrouter_tenant), one status line each; exit status 1 if any failed",
+    )
+    init_cmd.add_argument(
+        "--jobs",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="with --all-tenants, migrate N engines at a time (default 1)",
+    )
+    init_cmd.add_argument(
+        "--continue-on-error",
+        action="store_true",
+        help="with --all-tenants, go on after an engine failed (default: stop "
+        "starting new ones)",
     )
     recover_cmd = add(
         "recover",

@@ -49,6 +49,13 @@ def get_engines(registry):
     return dict(get_state(registry).engines.static_items())
 
 
+def dispose_engine(registry, name):
+    """Close and forget the engine *name* made by an engine factory
+    (``PREFIX:KEY``), e.g. before its database or folder is removed or moved;
+    the next use makes it anew.  Returns whether it was open."""
+    return get_state(registry).engines.discard(name)
+
+
 def _router_name(router):
     cls = router if isinstance(router, type) else type(router)
     return f"{cls.__module__}.{cls.__qualname__}"

@@ -21,8 +21,9 @@ from .exceptions import ConfigurationError, UnknownBindError
 from .settings import DEFAULT, PREFIX, check_url, mask_url, parse_engines
 
 #: keys of dynamic engines come from requests (tenant, folder): keep them to
-#: a set of characters that is safe in a path, a URL and a log line.
-DYNAMIC_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: a set of characters that is safe in a path, a URL and a log line; always
+#: used with ``fullmatch`` (``$`` alone would accept a trailing newline)
+DYNAMIC_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def create_engine_from_options(name, url, options, key_prefix=PREFIX):
@@ -114,7 +115,7 @@ class EngineRegistry:
         return self._names.get(id(engine))
 
     def _dynamic_engine(self, name, prefix, key):
-        if not DYNAMIC_KEY.match(key) or ".." in key:
+        if not DYNAMIC_KEY.fullmatch(key) or ".." in key:
             raise UnknownBindError(name, self.known(), "an invalid key")
         with self._lock:
             engine = self._dynamic.get(name)
@@ -149,6 +150,19 @@ class EngineRegistry:
             # idle connections are closed off the request's path
             self.executor().submit(old.dispose)
         return engine
+
+    def discard(self, name):
+        """Close and forget the dynamic engine *name*, if it is open (a tenant
+        removed, or a folder moved): the next use makes it anew.  Returns
+        whether it was open."""
+        with self._lock:
+            engine = self._dynamic.pop(name, None)
+            if engine is not None:
+                self._names.pop(id(engine), None)
+        if engine is None:
+            return False
+        engine.dispose()
+        return True
 
     def open_dynamic_names(self):
         with self._lock:

@@ -72,8 +72,15 @@ class BranchDriver:
     max_xid_length = 0
 
     def __init__(self, dialect):
-        self.dialect = dialect
+        # weakly: the cache below is keyed weakly by the dialect, and a strong
+        # reference from its value would keep every dialect alive (with its
+        # event listeners: about 8 KB per engine an engine factory ever made)
+        self._dialect = weakref.ref(dialect)
         self.dbapi = dialect.loaded_dbapi
+
+    @property
+    def dialect(self):
+        return self._dialect()
 
     def run(self, dbapi_connection, sql):
         return _run(dbapi_connection, sql, self.dbapi)
