@@ -10,7 +10,7 @@ LINT_PATHS = src tests benchmarks $(wildcard plugins)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python setup.cfg setup.py pyproject.toml
+$(VENV)/.installed: $(BIN)/python setup.cfg setup.py pyproject.toml $(wildcard plugins/*/__init__.py)
 	$(BIN)/python -m pip install --quiet --editable '.[testing,demo]'
 	touch $@
 

@@ -3,9 +3,9 @@
 import pytest
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationConflictError, ConfigurationError
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
-from pyramid_dbrouter import get_engines
+from pyramid_dbrouter import DBRouterError, get_engines
 from sample import EverythingTo, Reads
 
 
@@ -24,6 +24,20 @@ def test_include_sets_up_the_session_factory_and_request_dbsession():
     import pyramid_tm
 
     assert config.registry.settings["tm.manager_hook"] is pyramid_tm.explicit_manager
+
+
+def test_the_session_factory_is_on_the_registry_from_includeme_on():
+    """As in the starter: main() may read it before make_wsgi_app()."""
+    config = configurator(**{"sqlalchemy.other.url": "sqlite://"})
+    factory = config.registry["dbsession_factory"]
+    with pytest.raises(DBRouterError, match="not configured yet"):
+        factory()
+    config.commit()
+    assert config.registry["dbsession_factory"] is factory
+    session = factory()
+    assert session.bind is get_engines(config.registry)["default"]
+    assert session.using_bind("other").scalar(text("SELECT 1")) == 1
+    session.close()
 
 
 def test_a_users_own_manager_hook_is_kept():

@@ -14,6 +14,7 @@ from .config import (
     dispose_engine,
     finish,
     get_engines,
+    get_state,
 )
 from .engines import EngineRegistry, get_engine
 from .exceptions import (
@@ -34,6 +35,7 @@ from .transactions import (
     get_tm_session,
     request_dbsession,
     session_scope,
+    unconfigured_factory,
 )
 from .twophase import register
 from .where import where_values
@@ -82,5 +84,9 @@ def includeme(config):
             config.add_db_engine(name, spec.url, **spec.options)
     for router in parsed.routers:
         config.add_db_router(router)
+    # handed out now, as the starter's includeme does, so that main() can
+    # read it before make_wsgi_app(); configured once engines are known
+    factory = get_state(config.registry).factory = unconfigured_factory()
+    config.registry["dbsession_factory"] = factory
     config.add_request_method(request_dbsession, "dbsession", reify=True)
     config.action(("dbrouter", "finish"), lambda: finish(config.registry), order=10)

@@ -156,7 +156,9 @@ def finish(registry):
         coordinator=state.settings.coordinator,
         prefix=state.settings.xid_prefix,
     )
-    state.factory = get_session_factory(state.engines, state.chain, state.policy)
+    state.factory = get_session_factory(
+        state.engines, state.chain, state.policy, factory=state.factory
+    )
     registry["dbsession_factory"] = state.factory
     return state
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm.base import PassiveFlag
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 from sqlalchemy.util import EMPTY_DICT
 
-from .exceptions import CrossDatabaseRelationError
+from .exceptions import CrossDatabaseRelationError, DBRouterError
 from .settings import DEFAULT
 from .writes import statement_writes
 
@@ -138,6 +138,12 @@ class RoutingSession(Session):
     def __init__(
         self, *args, engines, routers, policy=None, zope_registration=None, **kw
     ):
+        if engines is None:
+            raise DBRouterError(
+                "this session factory is not configured yet: its engines and "
+                "routers are known once the configuration is committed "
+                "(config.commit() or config.make_wsgi_app())"
+            )
         super().__init__(*args, **kw)
         self._dbr_policy = policy
         self.engines = engines

@@ -61,14 +61,18 @@ def _before_commit(session):
         )
 
 
-def get_session_factory(engine, routers=None, policy=None, **session_options):
+def get_session_factory(
+    engine, routers=None, policy=None, *, factory=None, **session_options
+):
     """A session factory (``sessionmaker``) of :class:`RoutingSession`.
 
     *engine* is the ``default`` Engine (the cookiecutter-starter's
     signature), a mapping of names to Engines, or an ``EngineRegistry``;
     *routers* a sequence of routers or a ``RouterChain``; *policy* the
     :class:`~pyramid_dbrouter.twophase.TwoPhasePolicy` (``dbrouter.*``
-    defaults if None).
+    defaults if None).  *factory*, a ``sessionmaker`` of ours made earlier
+    (``includeme`` hands one out at once, as the starter does), is
+    configured in place instead of making a new one.
     """
     if session_options.get("twophase"):
         raise TypeError(
@@ -90,13 +94,12 @@ def get_session_factory(engine, routers=None, policy=None, **session_options):
         routers = RouterChain([check_router(r) for r in routers or ()])
     if policy is None:
         policy = TwoPhasePolicy(engines)
-    factory = sessionmaker(
-        class_=RoutingSession,
-        engines=engines,
-        routers=routers,
-        policy=policy,
-        **session_options,
-    )
+    # the starter's session knows its engine: ``dbsession.bind`` is default's
+    bind = engines.get(DEFAULT) if DEFAULT in engines.names() else None
+    options = dict(engines=engines, routers=routers, policy=policy, bind=bind)
+    if factory is None:
+        factory = unconfigured_factory()
+    factory.configure(**options, **session_options)
     listen_transaction_events(factory)
     if engines.is_multi():
         engines.on_new_engine = track_writes
@@ -110,6 +113,12 @@ def get_session_factory(engine, routers=None, policy=None, **session_options):
             event.listen(factory, "after_begin", start_branch)
         event.listen(factory, "before_commit", _before_commit)
     return factory
+
+
+def unconfigured_factory():
+    """A session factory of :class:`RoutingSession` that
+    :func:`get_session_factory` configures later."""
+    return sessionmaker(class_=RoutingSession, engines=None, routers=None)
 
 
 def get_tm_session(session_factory, transaction_manager, request=None):
