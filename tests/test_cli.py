@@ -141,13 +141,13 @@ def test_explain_a_model_with_a_bind_key(ini, dbrouter):
     assert code == 0
     assert explanation(out) == (
         "cli_app.models.User (table users):\n"
-        "  reads   auth  <- __bind_key__ (routers are not asked)\n"
-        "  writes  auth  <- __bind_key__ (routers are not asked)\n"
+        "  reads   auth  <- __bind_key__ of User\n"
+        "  writes  auth  <- __bind_key__ of User\n"
         "  (using_bind() overrides both; a loaded object stays with its engine)\n"
         "  its table, on each engine (allow_migrate, as init-db decides):\n"
-        "    default  no   <- __bind_key__ = auth\n"
+        "    default  no   <- __bind_key__ of User = auth\n"
         "    archive  no   <- router cli_app.routers.ArchiveOnlyPhotos\n"
-        "    auth     yes  <- __bind_key__ = auth\n"
+        "    auth     yes  <- __bind_key__ of User = auth\n"
     )
 
 
@@ -170,7 +170,7 @@ def test_explain_a_model_every_router_abstains_on(ini, dbrouter):
         "  reads   default  <- default: every router abstained\n"
         "  writes  default  <- default: every router abstained\n"
     ) in explanation(out)
-    assert "    default  yes  <- every router abstained, and no __bind_key__\n" in out
+    assert "    default  yes  <- no router has an opinion: every engine\n" in out
     assert "    archive  no   <- router cli_app.routers.ArchiveOnlyPhotos\n" in out
 
 

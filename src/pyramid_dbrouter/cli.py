@@ -27,8 +27,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from .config import get_state
 from .exceptions import DBRouterError
 from .migrate import allowed_tables, init_db
-from .routers import RouterChain
-from .settings import DEFAULT, mask_url
+from .routing import BIND_KEY, DEFAULT_RULE, ROUTER, TABLE_BIND_KEY, migration, route
+from .settings import mask_url
 
 EXIT_OK = 0
 #: a database refused or failed what was asked of it
@@ -182,19 +182,21 @@ def resolve_model(dotted, state):
     raise CommandError(f"--explain {dotted!r}: {model!r} is not a mapped class{known}")
 
 
-def _ask(routers, method, *args, **hints):
-    """``(answer, rule)`` of the first router with an opinion, or ``(None, None)``."""
-    for router, name in routers:
-        if not hasattr(router, method):
-            continue
-        try:
-            # a one-router chain checks the answer's type as the session would
-            answer = getattr(RouterChain([router]), method)(*args, **hints)
-        except Exception as exc:
-            return None, f"router {name} raised {type(exc).__name__}: {scrub(exc)}"
-        if answer is not None:
-            return answer, f"router {name}"
-    return None, None
+def _rule(routed, names):
+    """How ``--explain`` prints a Route's rule: routers by their given names."""
+    if routed.rule == ROUTER:
+        return f"router {names.get(id(routed.subject), _dotted(routed.subject))}"
+    if routed.rule == DEFAULT_RULE:
+        return ABSTAINED
+    return routed.reason
+
+
+def _asking(ask):
+    """``(answer, rule)`` of *ask*, or a router's error as the rule."""
+    try:
+        return ask()
+    except Exception as exc:
+        return None, f"a router raised {type(exc).__name__}: {scrub(exc)}"
 
 
 def _where(answer, state):
@@ -209,28 +211,33 @@ def _where(answer, state):
 
 def explain(model, routers, state):
     """Lines: where *model*'s reads and writes go, on which engines init-db
-    creates its table, and which rule decided each (in the session's order)."""
+    creates its table, and which rule decided each -- the session's own
+    decision (:mod:`pyramid_dbrouter.routing`)."""
     table = sqlalchemy.inspect(model).local_table
-    bind_key = getattr(model, "__bind_key__", None)
+    names = {id(router): name for router, name in routers}
+    chain = state.chain
     rows = []
-    for verb, method in (("reads", "db_for_read"), ("writes", "db_for_write")):
-        if bind_key is not None:
-            answer, rule = bind_key, "__bind_key__ (routers are not asked)"
-        else:
-            answer, rule = _ask(routers, method, model, request=None)
-            if rule is None:
-                answer, rule = DEFAULT, ABSTAINED
+    for verb, write in (("reads", False), ("writes", True)):
+
+        def ask(write=write):
+            routed = route(chain, model, write)
+            return routed.name, _rule(routed, names)
+
+        answer, rule = _asking(ask)
         rows.append((verb, _where(answer, state), f"<- {rule}"))
     lines = [f"{_dotted(model)} (table {table.name}):", *_columns(rows), PRECEDENCE]
     lines.append("  its table, on each engine (allow_migrate, as init-db decides):")
-    # as migrate.allowed_tables: the routers first, then the bind key, then yes
-    key = bind_key or table.info.get("bind_key")
     rows = []
     for name in state.engines.names():
-        allowed, rule = _ask(routers, "allow_migrate", name, model, table=table)
-        if rule is None:
-            allowed = key is None or key == name
-            rule = f"__bind_key__ = {key}" if key else NO_OPINION
+
+        def ask(name=name):
+            allowed, routed = migration(chain, name, model, table)
+            rule = _rule(routed, names)
+            if routed.rule in (BIND_KEY, TABLE_BIND_KEY):
+                rule += f" = {routed.name}"
+            return allowed, rule
+
+        allowed, rule = _asking(ask)
         rows.append((name, {True: "yes", False: "no"}.get(allowed, "?"), f"<- {rule}"))
     return lines + _columns(rows, indent="    ")
 

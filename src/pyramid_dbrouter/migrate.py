@@ -11,6 +11,7 @@ from sqlalchemy.orm import mapperlib
 
 from .config import get_state
 from .exceptions import ConfigurationError
+from .routing import migration
 
 
 def _classes_by_table():
@@ -25,16 +26,11 @@ def _classes_by_table():
 def allowed_tables(chain, name, metadata):
     """The tables of *metadata* that engine *name* should hold."""
     classes = _classes_by_table()
-    tables = []
-    for table in metadata.sorted_tables:
-        model = classes.get(table, table)
-        allowed = chain.allow_migrate(name, model, table=table)
-        if allowed is None:
-            key = getattr(model, "__bind_key__", None) or table.info.get("bind_key")
-            allowed = key is None or key == name
-        if allowed:
-            tables.append(table)
-    return tables
+    return [
+        table
+        for table in metadata.sorted_tables
+        if migration(chain, name, classes.get(table, table), table)[0]
+    ]
 
 
 def init_db(registry, metadata=None):

@@ -15,10 +15,39 @@ silently skipped.
 """
 
 import difflib
+from typing import Protocol
 
 from .exceptions import ConfigurationError, RouterAnswerError
 
 METHODS = ("db_for_read", "db_for_write", "allow_relation", "allow_migrate")
+
+
+class Router(Protocol):
+    """The router protocol, for plugin authors (every method is optional).
+
+    Each method answers ``None`` for "no opinion": the next router is asked.
+    Hints are keyword arguments, at least ``instance`` (the object being
+    written or lazy-loaded from, or None), ``clause`` (the statement, or
+    None) and ``request`` (the current request, or None); ``get()`` adds
+    ``identity`` (the primary key looked up) to ``db_for_read``.
+    """
+
+    def db_for_read(self, model, **hints):
+        """An engine name, a list of names (read each and merge: fan-out), or
+        None.  *model* is the mapped class, None for textual SQL."""
+
+    def db_for_write(self, model, **hints):
+        """An engine name, or None."""
+
+    def allow_relation(self, obj1, obj2, **hints):
+        """True, False, or None: whether two objects of different engines may
+        be related (with every router abstaining: only on one engine)."""
+
+    def allow_migrate(self, db, model, **hints):
+        """True, False, or None: whether engine *db* holds *model*'s table
+        (*model* is the Table where no class maps it; ``table`` hint)."""
+
+
 _LOOKALIKE_PREFIXES = ("db_for", "dbfor", "db_fro", "allow", "alow")
 
 
@@ -87,27 +116,39 @@ class RouterChain:
         return len(self.routers)
 
     @property
-    def has_read(self):
-        return bool(self._read)
-
-    @property
     def has_write(self):
         return bool(self._write)
 
-    def db_for_read(self, model, **hints):
-        """An engine name, a list of names (fan-out), or None (no opinion)."""
+    # ``first_*``: the first answer that is not None, and the router that gave
+    # it, or ``(None, None)`` -- routing.py prints which router decided
+
+    def first_read(self, model, **hints):
         for router, method in self._read:
             answer = method(model, **hints)
             if answer is not None:
-                return _check_name(answer, router, "db_for_read", many=True)
-        return None
+                return _check_name(answer, router, "db_for_read", many=True), router
+        return None, None
 
-    def db_for_write(self, model, **hints):
+    def first_write(self, model, **hints):
         for router, method in self._write:
             answer = method(model, **hints)
             if answer is not None:
-                return _check_name(answer, router, "db_for_write", many=False)
-        return None
+                return _check_name(answer, router, "db_for_write", many=False), router
+        return None, None
+
+    def first_migrate(self, db, model, **hints):
+        for router, method in self._migrate:
+            answer = method(db, model, **hints)
+            if answer is not None:
+                return _check_bool(answer, router, "allow_migrate"), router
+        return None, None
+
+    def db_for_read(self, model, **hints):
+        """An engine name, a list of names (fan-out), or None (no opinion)."""
+        return self.first_read(model, **hints)[0]
+
+    def db_for_write(self, model, **hints):
+        return self.first_write(model, **hints)[0]
 
     def allow_relation(self, obj1, obj2, **hints):
         for router, method in self._relation:
@@ -117,11 +158,7 @@ class RouterChain:
         return None
 
     def allow_migrate(self, db, model, **hints):
-        for router, method in self._migrate:
-            answer = method(db, model, **hints)
-            if answer is not None:
-                return _check_bool(answer, router, "allow_migrate")
-        return None
+        return self.first_migrate(db, model, **hints)[0]
 
 
 def _check_name(answer, router, method, many):

@@ -1,13 +1,10 @@
 """``RoutingSession``: one SQLAlchemy session over many named engines.
 
-Where a statement, a ``get()`` or a new object goes is decided here, in the
-session's own methods rather than in a ``do_orm_execute`` listener (which
-costs every statement a few per cent), in this order:
-
-1. ``using_bind(name)`` -- an explicit pin;
-2. the model's ``__bind_key__`` (Flask-SQLAlchemy's convention);
-3. the routers' ``db_for_read`` / ``db_for_write``, first answer wins;
-4. ``default``.
+Where a statement, a ``get()`` or a new object goes is decided by
+:func:`pyramid_dbrouter.routing.route` (``using_bind`` > ``__bind_key__`` >
+routers > the objects a new one is related to > ``default``), called from
+the session's own methods rather than from a ``do_orm_execute`` listener
+(which costs every statement a few per cent).
 
 An object that was loaded stays with the engine it came from: its writes,
 refreshes and lazy or eager loads go there, whatever is pinned.  The engine
@@ -33,6 +30,15 @@ from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 from sqlalchemy.util import EMPTY_DICT
 
 from .exceptions import CrossDatabaseRelationError, DBRouterError
+from .routing import (
+    DEFAULT_ROUTE,
+    LOADED,
+    OPTION,
+    RELATED,
+    USING_BIND,
+    Route,
+    route,
+)
 from .settings import DEFAULT
 from .writes import statement_writes
 
@@ -104,18 +110,6 @@ def _has_relations(state):
 _session_execute = Session._execute_internal
 
 
-def _table_bind_key(statement):
-    """A Core statement on a Table whose ``info["bind_key"]`` names an engine
-    (a reflected table, say) goes there."""
-    table = getattr(statement, "table", None)  # INSERT, UPDATE, DELETE
-    if table is None and statement.is_select:
-        froms = getattr(statement, "get_final_froms", None)
-        tables = froms() if froms is not None else ()
-        table = tables[0] if len(tables) == 1 else None
-    info = getattr(table, "info", None)
-    return info.get("bind_key") if info else None
-
-
 def _related(state, prop):
     value = state.dict.get(prop.key)
     if value is None:
@@ -153,6 +147,7 @@ class RoutingSession(Session):
         self._dbr_pins = []
         self._dbr_exec_bind = None
         self._dbr_flush_bind = None
+        self._dbr_routes = None  # state -> Route of the new objects routed
         # (transaction manager, initial state, keep_session) of ``register``,
         # if any: writes we can see are marked changed on that manager, so
         # that they are never silently lost
@@ -168,40 +163,35 @@ class RoutingSession(Session):
         hints.setdefault("request", self.info.get("request"))
         return hints
 
-    def _dbr_choose(self, model, write, clause=None, identity=None):
-        """Pins, then ``__bind_key__``, then routers, then ``default``.
-
-        *identity* is the primary key a ``get()`` looks up (the ``identity``
-        hint), so that a router can send it straight to the engine holding it.
-        """
-        if self._dbr_pins:
-            return self._dbr_pins[-1]
-        if model is not None:
-            key = getattr(model, "__bind_key__", None)
-            if key is not None:
-                return key
-        elif clause is not None:
-            key = _table_bind_key(clause)
-            if key is not None:
-                return key
+    def _dbr_route(self, model, write, clause=None, identity=None):
+        """The :class:`~pyramid_dbrouter.routing.Route` of a statement or a
+        ``get()``; *identity* is the primary key a ``get()`` looks up (the
+        routers' ``identity`` hint)."""
         if self._dbr_routed:
-            routers = self.routers
-            request = self.info.get("request")
-            if write:
-                answer = routers.db_for_write(
-                    model, instance=None, clause=clause, request=request
-                )
-            else:
-                answer = routers.db_for_read(
-                    model,
-                    instance=None,
-                    clause=clause,
-                    request=request,
-                    identity=identity,
-                )
-            if answer is not None:
-                return answer
-        return DEFAULT
+            return route(
+                self.routers,
+                model,
+                write,
+                pins=self._dbr_pins,
+                clause=clause,
+                request=self.info.get("request"),
+                identity=identity,
+            )
+        return route(None, model, write, pins=self._dbr_pins, clause=clause)
+
+    def route_of(self, obj):
+        """Which engine *obj* belongs to, and by which rule: a
+        :class:`~pyramid_dbrouter.routing.Route` (None for a new object that
+        nothing pinned and no flush routed yet)."""
+        state = inspect(obj)
+        routed = self._dbr_routes.get(state) if self._dbr_routes else None
+        if routed is not None:
+            return routed
+        if state.key is not None:
+            return Route(state.key[2] or DEFAULT, LOADED)
+        if state.identity_token is not None:
+            return Route(state.identity_token, USING_BIND)
+        return None
 
     def _dbr_inherited(self, statement, execution_options):
         """The engine a loader statement must use: its parent object's."""
@@ -242,10 +232,11 @@ class RoutingSession(Session):
         model = _model_of(mapper) if mapper is not None else None
         if model is None and clause is not None:
             model = _statement_model(clause)
-        name = self._dbr_choose(model, write, clause=clause)
+        routed = self._dbr_route(model, write, clause=clause)
+        name = routed.name
         if isinstance(name, list):
             name = name[0]
-        return self.engine(name, "a router" if self.routers else None)
+        return self.engine(name, routed)
 
     # -- statements ------------------------------------------------------------
 
@@ -277,22 +268,23 @@ class RoutingSession(Session):
             )
         is_select = statement.is_select
         writes = not is_select and statement_writes(statement)
-        name = None
+        name = routed = None
         if execution_options or statement._execution_options:
             name = self._dbr_inherited(statement, execution_options)
-        source = "execution option" if name is not None else None
         if name is None:
-            source = "using_bind" if self._dbr_pins else "a router"
             subject = statement._propagate_attrs.get("plugin_subject")
             model = subject.class_ if subject is not None else None
-            name = self._dbr_choose(model, not is_select, statement)
+            routed = self._dbr_route(model, not is_select, statement)
+            name = routed.name
         if isinstance(name, list):
             from .fanout import execute_fanout
 
             return execute_fanout(
                 self, name, statement, params, execution_options, bind_arguments, kw
             )
-        engine = self.engines._static.get(name) or self.engine(name, source)
+        engine = self.engines._static.get(name) or self.engine(
+            name, routed or Route(name, OPTION)
+        )
         if name != DEFAULT:
             bind_arguments = dict(bind_arguments or ())
             bind_arguments["bind"] = engine
@@ -373,15 +365,15 @@ class RoutingSession(Session):
                 bind_arguments=bind_arguments,
                 **kw,
             )
-        name = self._dbr_choose(_model_of(entity), False, identity=ident)
-        source = "using_bind" if self._dbr_pins else "a router"
+        routed = self._dbr_route(_model_of(entity), False, identity=ident)
+        name = routed.name
         # over a fan-out, the engines in order and the first hit
         for each in name if isinstance(name, list) else (name,):
             found = super().get(
                 entity,
                 ident,
                 identity_token=_token(each),
-                bind_arguments={"bind": self.engine(each, source)},
+                bind_arguments={"bind": self.engine(each, routed)},
                 **kw,
             )
             if found is not None:
@@ -427,14 +419,15 @@ class RoutingSession(Session):
         groups = self._dbr_plan_flush(objects)
         if len(groups) <= 1:
             name = next(iter(groups), DEFAULT)
-            self._dbr_flush_bind = self.engine(name, "a router")
+            # every name was checked when its objects were routed
+            self._dbr_flush_bind = self.engine(name)
             try:
                 super().flush(objects)
             finally:
                 self._dbr_flush_bind = None
             return
         for name in self._dbr_flush_order(groups):
-            self._dbr_flush_bind = self.engine(name, "a router")
+            self._dbr_flush_bind = self.engine(name)
             try:
                 with warnings.catch_warnings():
                     # flush(objects) is deprecated in SQLAlchemy 2.1, but it is
@@ -455,13 +448,15 @@ class RoutingSession(Session):
         for state in list(self._new):
             if only is not None and state not in only:
                 continue
-            name = state.identity_token
-            if name is None:
-                name = self._dbr_decide_new(state)
-            if name is None:
+            pin = state.identity_token
+            if pin is not None:
+                routed = Route(pin, USING_BIND)
+            else:
+                routed = self._dbr_route_new(state)
+            if routed is None:
                 undecided.append(state)
             else:
-                self._dbr_assign(state, name, groups)
+                self._dbr_assign(state, routed, groups)
         for state in (*self._deleted, *self.identity_map._modified):
             if state.key is None or (only is not None and state not in only):
                 continue
@@ -476,26 +471,30 @@ class RoutingSession(Session):
                 self._dbr_follow_relations(undecided, groups)
             else:
                 for state in undecided:
-                    self._dbr_assign(state, DEFAULT, groups)
+                    self._dbr_assign(state, DEFAULT_ROUTE, groups)
         if related:
             self._dbr_check_relations(groups)
         return groups
 
-    def _dbr_assign(self, state, name, groups):
-        self.engine(name, "a router")
+    def _dbr_assign(self, state, routed, groups):
+        name = routed.name
+        self.engine(name, routed)
         state.identity_token = _token(name)
         groups.setdefault(name, []).append(state)
+        if self._dbr_routes is None:
+            self._dbr_routes = weakref.WeakKeyDictionary()
+        self._dbr_routes[state] = routed
 
-    def _dbr_decide_new(self, state):
+    def _dbr_route_new(self, state):
         """``__bind_key__``, then routers; None when all abstain."""
-        model = state.class_
-        key = getattr(model, "__bind_key__", None)
-        if key is not None:
-            return key
-        if self.routers.has_write:
-            hints = self._dbr_hints({"instance": state.obj(), "clause": None})
-            return self.routers.db_for_write(model, **hints)
-        return None
+        return route(
+            self.routers,
+            state.class_,
+            True,
+            instance=state.obj(),
+            request=self.info.get("request"),
+            default=None,
+        )
 
     def _dbr_follow_relations(self, undecided, groups):
         """Django's instance hint: a new object nobody routed goes with the
@@ -524,11 +523,12 @@ class RoutingSession(Session):
                 for other_state in neighbours:
                     if other_state in pending:
                         pending.discard(other_state)
-                        self._dbr_assign(other_state, name, groups)
+                        routed = Route(name, RELATED, state)
+                        self._dbr_assign(other_state, routed, groups)
                         known.append(other_state)
         for state in undecided:
             if state in pending:
-                self._dbr_assign(state, DEFAULT, groups)
+                self._dbr_assign(state, DEFAULT_ROUTE, groups)
 
     def _dbr_check_relations(self, groups):
         for name, states in groups.items():
