@@ -112,22 +112,20 @@ class TwoPhasePolicy:
         self._sides_lock = threading.Lock()
 
     def side(self, engine):
-        """An engine on *engine*'s database with a pool of its own, for the
-        commit's own statements (checks, the decision, retried COMMITs).
+        """The coordinator *engine*'s database, with a pool of its own, for
+        the decisions.
 
-        They run while the transaction holds its connections: taken from
-        the same pool, N threads each holding one connection and waiting for
-        a second would exhaust it, and wait on each other until it times out.
+        The commit's own statements run while the transaction holds its
+        connections: taken from the same pool, N threads each holding one
+        connection and waiting for a second would exhaust it, and wait on
+        each other until it times out.
         """
         side = self._sides.get(engine)
         if side is None:
             with self._sides_lock:
                 side = self._sides.get(engine)
                 if side is None:
-                    # recreate(): the same settings and connect events
-                    pool = engine.pool.recreate()
-                    side = Engine(pool, engine.dialect, engine.url)
-                    self._sides[engine] = side
+                    side = self._sides[engine] = _same_database(engine)
         return side
 
     def take_finished(self, engine_name, limit=200):
@@ -150,8 +148,8 @@ class TwoPhasePolicy:
         prepared branch (checked once per engine)."""
         if name not in self._checked:
             driver = driver_for(engine)
-            with autocommit(self.side(engine)) as dbapi_connection:
-                problem = driver.check(dbapi_connection)
+            with outside_the_pool(engine) as other, autocommit(other) as dbapi:
+                problem = driver.check(dbapi)
             xid = make_xid(self.prefix, "0" * 16, name)
             if problem is None and len(xid) > driver.max_xid_length:
                 problem = (
@@ -473,8 +471,8 @@ class RoutingDataManager(SessionDataManager):
         for delay in COMMIT_RETRIES:
             time.sleep(delay)
             try:
-                side = self.policy.side(branch.engine)
-                _finish_recovered(side, branch.driver, xid, COMMIT)
+                with outside_the_pool(branch.engine) as other:
+                    _finish_recovered(other, branch.driver, xid, COMMIT)
                 return True
             except DBAPIError as exc:
                 if branch.driver.is_unknown_xid(exc):
@@ -543,6 +541,23 @@ class RoutingDataManager(SessionDataManager):
 
     def sortKey(self):
         return f"~sqlalchemy:{id(self.tx)}"
+
+
+def _same_database(engine):
+    # recreate(): a pool of the same class, settings and connect events
+    return Engine(engine.pool.recreate(), engine.dialect, engine.url)
+
+
+@contextmanager
+def outside_the_pool(engine):
+    """*engine*'s database through a pool of its own, closed afterwards: for
+    the rare statements of a commit on engines that may come and go (an
+    engine's first check, a retried COMMIT PREPARED)."""
+    other = _same_database(engine)
+    try:
+        yield other
+    finally:
+        other.dispose()
 
 
 @contextmanager
