@@ -35,7 +35,7 @@ def test_engines_from_sqlalchemy_keys():
 
 def test_engine_options_are_coerced_by_the_dialect():
     registry = start({"sqlalchemy.url": "sqlite://", "sqlalchemy.echo": "true"})
-    assert registry["dbrouter"].engines.default.echo is True
+    assert registry["dbrouter"].engines.get("default").echo is True
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def test_a_dbengine_setting_stands_in_for_default():
 
     engine = create_engine("sqlite://")
     registry = start({"dbengine": engine})
-    assert registry["dbrouter"].engines.default is engine
+    assert registry["dbrouter"].engines.get("default") is engine
 
 
 def test_mask_url_hides_passwords_given_as_query_parameters():

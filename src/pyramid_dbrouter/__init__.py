@@ -26,15 +26,15 @@ from .exceptions import (
     UnknownBindError,
     UnsafeCommitError,
 )
+from .masking import mask_url
 from .migrate import init_db
 from .routers import RouterChain
+from .scope import session_scope
 from .session import RoutingSession, bind_of
-from .settings import parse_settings
 from .transactions import (
     get_session_factory,
     get_tm_session,
     request_dbsession,
-    session_scope,
     unconfigured_factory,
 )
 from .twophase import register
@@ -59,6 +59,7 @@ __all__ = [
     "get_tm_session",
     "includeme",
     "init_db",
+    "mask_url",
     "register",
     "session_scope",
     "where_values",
@@ -76,17 +77,17 @@ def includeme(config):
     config.add_directive("add_db_engine", add_db_engine)
     config.add_directive("add_db_router", add_db_router)
     config.add_directive("add_db_engine_factory", add_db_engine_factory)
-    parsed = parse_settings(settings)
-    for name, spec in parsed.engines.items():
+    state = get_state(config.registry)  # the settings, parsed once, kept there
+    for name, spec in state.settings.engines.items():
         if spec.engine is not None:
             config.add_db_engine(name, engine=spec.engine)
         else:
             config.add_db_engine(name, spec.url, **spec.options)
-    for router in parsed.routers:
+    for router in state.settings.routers:
         config.add_db_router(router)
     # handed out now, as the starter's includeme does, so that main() can
     # read it before make_wsgi_app(); configured once engines are known
-    factory = get_state(config.registry).factory = unconfigured_factory()
+    factory = state.factory = unconfigured_factory()
     config.registry["dbsession_factory"] = factory
     config.add_request_method(request_dbsession, "dbsession", reify=True)
     config.action(("dbrouter", "finish"), lambda: finish(config.registry), order=10)

@@ -5,7 +5,7 @@ A pin is a name on the session's pin stack, pushed for one call or for a
 transaction of its own under zope.sqlalchemy and leak its connection.)
 """
 
-from .session import BIND_OPTION
+from .routing import BIND_OPTION
 
 
 class BoundSession:

@@ -16,7 +16,6 @@ masked everywhere, error messages included.
 
 import argparse
 import itertools
-import re
 import sys
 from contextlib import contextmanager
 
@@ -26,9 +25,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .config import get_state
 from .exceptions import DBRouterError
+from .masking import mask_text, mask_url
 from .migrate import allowed_tables, init_db
+from .recovery import recover
 from .routing import BIND_KEY, DEFAULT_RULE, ROUTER, TABLE_BIND_KEY, migration, route
-from .settings import mask_url
 
 EXIT_OK = 0
 #: a database refused or failed what was asked of it
@@ -36,14 +36,7 @@ EXIT_FAILED = 1
 #: bad arguments, or an ini file, application or router that does not work
 EXIT_USAGE = 2
 
-# drivers also take passwords as query parameters (``?password=...``), which
-# ``render_as_string(hide_password=True)`` leaves in the clear
-_SECRET_QUERY = re.compile(
-    r"(?i)([?&][^=&#\s]*(?:pass|pwd|secret|token)[^=&#\s]*=)[^&#\s)'\"]*"
-)
-_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 ABSTAINED = "default: every router abstained"
-NO_OPINION = "every router abstained, and no __bind_key__"
 PRECEDENCE = "  (using_bind() overrides both; a loaded object stays with its engine)"
 TWOPHASE = {
     "auto": "auto (two-phase commit when two or more engines wrote)",
@@ -57,17 +50,6 @@ class CommandError(Exception):
     def __init__(self, message, code=EXIT_USAGE):
         super().__init__(message)
         self.code = code
-
-
-def masked(url):
-    """*url* as a string, its password and password-like parameters masked."""
-    return _SECRET_QUERY.sub(r"\1***", mask_url(url))
-
-
-def scrub(text):
-    """*text* on one line, with the passwords of any URLs in it masked."""
-    text = " ".join(str(text).split())
-    return _SECRET_QUERY.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 def _load_error(config_uri, exc):
@@ -140,7 +122,7 @@ def describe_config(registry, state):
     engines = state.engines
     lines = ["engines:"]
     lines += _columns(
-        [(n, e.dialect.name, masked(e.url)) for n, e in engines.static_items()]
+        [(n, e.dialect.name, mask_url(e.url)) for n, e in engines.static_items()]
     )
     if engines.factories:
         lines.append("engines made on demand (engine factories):")
@@ -196,7 +178,7 @@ def _asking(ask):
     try:
         return ask()
     except Exception as exc:
-        return None, f"a router raised {type(exc).__name__}: {scrub(exc)}"
+        return None, f"a router raised {type(exc).__name__}: {mask_text(exc)}"
 
 
 def _where(answer, state):
@@ -273,7 +255,7 @@ def _existing(state):
                 t.name for t in tables if inspector.has_table(t.name, t.schema)
             }
         except SQLAlchemyError as exc:
-            message = f"engine {name} ({masked(engine.url)}): {_db_error(exc)}"
+            message = f"engine {name} ({mask_url(engine.url)}): {_db_error(exc)}"
             raise CommandError(message, EXIT_FAILED) from exc
     return there
 
@@ -339,7 +321,7 @@ def _init_one(state, name):
         state.metadata.create_all(engine, tables=tables)
         return True, _created([t.name for t in tables], there)
     except Exception as exc:  # reported per engine; the others go on
-        return False, f"FAILED: {type(exc).__name__}: {scrub(_db_error(exc))}"
+        return False, f"FAILED: {type(exc).__name__}: {mask_text(_db_error(exc))}"
     finally:
         # one pass over thousands of engines: close each as soon as it is done
         state.engines.discard(name)
@@ -384,8 +366,6 @@ def _init_listed(state, args, out):
 
 
 def recover_command(args, out):
-    from .recovery import recover
-
     with loaded_app(args.config_uri) as (registry, _state):
         try:
             report = recover(registry, dry_run=args.dry_run, older_than=args.older_than)
@@ -394,7 +374,7 @@ def recover_command(args, out):
                 f"recover failed: {_db_error(exc)}", EXIT_FAILED
             ) from exc
     lines = report.lines() or ["no prepared branch of this application"]
-    print("\n".join(scrub(line) for line in lines), file=out)
+    print("\n".join(mask_text(line) for line in lines), file=out)
     if report.dry_run:
         return EXIT_OK
     return EXIT_OK if report.ok else EXIT_FAILED
@@ -505,5 +485,5 @@ def main(argv=None):
     try:
         return args.run(args, sys.stdout)
     except CommandError as exc:
-        print(f"dbrouter {args.command}: error: {scrub(exc)}", file=sys.stderr)
+        print(f"dbrouter {args.command}: error: {mask_text(exc)}", file=sys.stderr)
         return exc.code

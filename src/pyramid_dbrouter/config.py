@@ -10,10 +10,11 @@ are created inside the actions (which never connects), never at import.
 from pyramid.config import PHASE1_CONFIG
 from pyramid.path import DottedNameResolver
 
-from .engines import EngineRegistry, engine_for_spec, parse_engine_argument
+from .engines import EngineRegistry, engine_spec, make_engine
 from .exceptions import ConfigurationError
+from .masking import mask_url
 from .routers import RouterChain, check_router
-from .settings import DEFAULT, ENGINE_NAME, check_engine_name, mask_url, parse_settings
+from .settings import DEFAULT, ENGINE_NAME, check_engine_name, parse_settings
 from .transactions import get_session_factory
 from .twophase import TwoPhasePolicy
 
@@ -65,7 +66,7 @@ def add_db_engine(config, name, url=None, *, engine=None, **engine_options):
     """Add the engine *name*, from a URL and ``engine_from_config`` options,
     or an Engine passed as ``engine=``.  Two engines of one name conflict."""
     check_engine_name(name, f"add_db_engine(name={name!r})")
-    make = parse_engine_argument(name, url, engine, engine_options)
+    spec = engine_spec(name, url, engine, engine_options)
     shown = mask_url(engine.url if engine is not None else url)
     intr = config.introspectable(
         "dbrouter engines", name, f"{name} ({shown})", "dbrouter engine"
@@ -74,7 +75,7 @@ def add_db_engine(config, name, url=None, *, engine=None, **engine_options):
     intr["url"] = shown
 
     def register():
-        get_state(config.registry).engines.add(name, make())
+        get_state(config.registry).engines.add(name, make_engine(spec))
 
     config.action(
         ("dbrouter-engine", name),
@@ -178,21 +179,12 @@ def resolve_metadata(dotted):
 
 
 def build_from_settings(settings):
-    """A :class:`DBRouterState` made from settings alone, without a
-    Configurator (for ``session_scope`` in scripts and threads)."""
-    parsed = parse_settings(settings)
-    state = DBRouterState(parsed)
-    state.engines.settings = settings
-    for name, spec in parsed.engines.items():
-        state.engines.add(name, engine_for_spec(spec))
-    resolver = DottedNameResolver()
-    state.routers = [
-        check_router(resolver.maybe_resolve(r), f"dbrouter.routers: {r}")
-        for r in parsed.routers
-    ]
-    registry = {"dbrouter": state}
-    return finish(_DictRegistry(registry))
+    """The :class:`DBRouterState` of *settings*, configured the one way an
+    application is: a Configurator including pyramid_dbrouter (and the
+    ``pyramid.includes`` of the settings: plugins), committed."""
+    from pyramid.config import Configurator  # a script's, not an app's
 
-
-class _DictRegistry(dict):
-    settings = None
+    config = Configurator(settings=dict(settings))
+    config.include("pyramid_dbrouter")
+    config.commit()
+    return get_state(config.registry)

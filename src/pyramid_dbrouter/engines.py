@@ -18,7 +18,8 @@ from sqlalchemy import engine_from_config
 from sqlalchemy.engine import URL, Engine, make_url
 
 from .exceptions import ConfigurationError, UnknownBindError
-from .settings import DEFAULT, PREFIX, check_url, mask_url, parse_engines
+from .masking import mask_url
+from .settings import DEFAULT, PREFIX, EngineSpec, check_url, parse_engines
 
 #: keys of dynamic engines come from requests (tenant, folder): keep them to
 #: a set of characters that is safe in a path, a URL and a log line; always
@@ -26,28 +27,29 @@ from .settings import DEFAULT, PREFIX, check_url, mask_url, parse_engines
 DYNAMIC_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
-def create_engine_from_options(name, url, options, key_prefix=PREFIX):
-    """Create an engine the way ``engine_from_config`` does (string options
-    coerced by the dialect), with errors that name the settings key."""
-    config = {f"{key_prefix}{k}": v for k, v in options.items()}
-    config[f"{key_prefix}url"] = url
+def make_engine(spec):
+    """The one way an engine is made from an :class:`EngineSpec`: the Engine
+    given, or ``engine_from_config``'s (string options coerced by the
+    dialect), with errors that name the settings keys."""
+    if spec.engine is not None:
+        return spec.engine
+    config = {f"{PREFIX}{k}": v for k, v in spec.options.items()}
+    config[f"{PREFIX}url"] = spec.url
     try:
-        return engine_from_config(config, prefix=key_prefix)
+        return engine_from_config(config, prefix=PREFIX)
     except TypeError as exc:
-        shown = "sqlalchemy." if name == DEFAULT else f"sqlalchemy.{name}."
+        shown = PREFIX if spec.name == DEFAULT else f"{PREFIX}{spec.name}."
         raise ConfigurationError(
-            f"{shown}*: invalid engine option for engine {name!r} "
-            f"({mask_url(url)}): {exc}; options given: " + ", ".join(sorted(options))
+            f"{shown}*: invalid engine option for engine {spec.name!r} "
+            f"({mask_url(spec.url)}): {exc}; options given: "
+            + ", ".join(sorted(spec.options))
         ) from None
 
 
 def get_engine(settings, prefix=PREFIX):
     """Return the ``default`` engine from *settings* (cookiecutter-starter's
     ``get_engine``), skipping the other engines' ``sqlalchemy.NAME.*`` keys."""
-    spec = parse_engines(settings, prefix)[DEFAULT]
-    if spec.engine is not None:
-        return spec.engine
-    return create_engine_from_options(DEFAULT, spec.url, spec.options)
+    return make_engine(parse_engines(settings, prefix)[DEFAULT])
 
 
 class EngineRegistry:
@@ -75,10 +77,6 @@ class EngineRegistry:
         self._factories[prefix] = factory
 
     # -- lookup --------------------------------------------------------------
-
-    @property
-    def default(self):
-        return self._static[DEFAULT]
 
     def names(self):
         """The static engine names, ``default`` first."""
@@ -124,9 +122,8 @@ class EngineRegistry:
                 return engine
         made = self._factories[prefix](key, self.settings)
         if isinstance(made, str | URL):
-            made = create_engine_from_options(
-                name, check_url(made, f"engine factory {prefix!r}"), {}
-            )
+            url = check_url(made, f"engine factory {prefix!r}")
+            made = make_engine(EngineSpec(name, url))
         elif not isinstance(made, Engine):
             raise ConfigurationError(
                 f"engine factory {prefix!r} returned {made!r} for key {key!r}; "
@@ -192,14 +189,8 @@ class EngineRegistry:
             pool.shutdown(wait=False)
 
 
-def engine_for_spec(spec):
-    if spec.engine is not None:
-        return spec.engine
-    return create_engine_from_options(spec.name, spec.url, spec.options)
-
-
-def parse_engine_argument(name, url, engine, options):
-    """Check ``add_db_engine``'s arguments now; return a zero-argument maker."""
+def engine_spec(name, url, engine, options):
+    """Check ``add_db_engine``'s arguments now; return the engine's spec."""
     if engine is not None:
         if url is not None or options:
             raise ConfigurationError(
@@ -210,9 +201,9 @@ def parse_engine_argument(name, url, engine, options):
             raise ConfigurationError(
                 f"add_db_engine({name!r}): engine={engine!r} is not an Engine"
             )
-        return lambda: engine
+        return EngineSpec(name, engine=engine)
     if url is None:
         raise ConfigurationError(f"add_db_engine({name!r}): a url or engine= is needed")
-    key = "sqlalchemy.url" if name == DEFAULT else f"sqlalchemy.{name}.url"
+    key = f"{PREFIX}url" if name == DEFAULT else f"{PREFIX}{name}.url"
     parsed = make_url(url) if isinstance(url, URL) else check_url(url, key)
-    return lambda: create_engine_from_options(name, parsed, options)
+    return EngineSpec(name, parsed, dict(options))

@@ -18,6 +18,9 @@ from (the session keeps that in their identity).
 from .routers import describe
 from .settings import DEFAULT
 
+#: an execution option that pins one statement, as ``using_bind`` does
+BIND_OPTION = "dbrouter_bind"
+
 # the rules, in order of precedence
 USING_BIND = "using_bind"
 OPTION = "execution option"

@@ -29,8 +29,11 @@ from sqlalchemy.orm.base import PassiveFlag
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 from sqlalchemy.util import EMPTY_DICT
 
+from .binding import BoundSession
 from .exceptions import CrossDatabaseRelationError, DBRouterError
+from .fanout import execute_fanout
 from .routing import (
+    BIND_OPTION,
     DEFAULT_ROUTE,
     LOADED,
     OPTION,
@@ -40,10 +43,8 @@ from .routing import (
     route,
 )
 from .settings import DEFAULT
+from .twophase import session_changed
 from .writes import statement_writes
-
-#: an execution option that pins one statement, as ``using_bind`` does
-BIND_OPTION = "dbrouter_bind"
 
 
 def _token(name):
@@ -277,8 +278,6 @@ class RoutingSession(Session):
             routed = self._dbr_route(model, not is_select, statement)
             name = routed.name
         if isinstance(name, list):
-            from .fanout import execute_fanout
-
             return execute_fanout(
                 self, name, statement, params, execution_options, bind_arguments, kw
             )
@@ -308,8 +307,6 @@ class RoutingSession(Session):
     def _dbr_mark_changed(self):
         """Tell the transaction manager this session has work to commit:
         without it, a write the session saw would be rolled back."""
-        from .twophase import session_changed
-
         session_changed(self)
 
     # The bulk methods write through the session's connections without a
@@ -397,8 +394,6 @@ class RoutingSession(Session):
         keep their own engine.  The session is the same, and so is its
         transaction.
         """
-        from .binding import BoundSession
-
         self.engine(name, "using_bind")
         return BoundSession(self, name)
 

@@ -14,6 +14,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from .exceptions import ConfigurationError
+from .masking import mask_url
+
+__all__ = ["mask_url", "parse_settings", "parse_engines", "SETTINGS"]
 
 DEFAULT = "default"
 PREFIX = "sqlalchemy."
@@ -24,19 +27,6 @@ ENGINE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 #: bytes per id, so the prefix stays short and starts with a letter.
 XID_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$")
 TWOPHASE_MODES = ("auto", "off")
-_SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "passfile", "sslpassword"})
-
-
-def mask_url(url):
-    """Return *url* as a string with its password replaced by ``***``."""
-    try:
-        parsed = make_url(url)
-        # libpq and others also take a password as a query parameter
-        secret = {k: "***" for k in parsed.query if k.lower() in _SECRET_PARAMS}
-        return parsed.update_query_dict(secret).render_as_string(hide_password=True)
-    except Exception:
-        # not parseable as a URL: mask anything between ``:`` and ``@``
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", str(url))
 
 
 def check_engine_name(name, key):
@@ -98,6 +88,63 @@ class DBRouterSettings:
     metadata: str = None
 
 
+def _routers(value, key):
+    return aslist(value or "")
+
+
+def _twophase(value, key):
+    mode = str(value).strip().lower()
+    if mode not in TWOPHASE_MODES:
+        raise ConfigurationError(
+            f"{key}: {value!r} is not one of " + ", ".join(TWOPHASE_MODES)
+        )
+    return mode
+
+
+def _engine_name(value, key):
+    return check_engine_name(str(value).strip(), key)
+
+
+def _xid_prefix(value, key):
+    prefix = str(value).strip()
+    if not XID_PREFIX.match(prefix):
+        raise ConfigurationError(
+            f"{key}: {prefix!r} must start with a letter and hold at most 16 "
+            "letters, digits, '_' or '-'"
+        )
+    return prefix
+
+
+def _optional(value, key):
+    return value or None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ``dbrouter.*`` key: its default, and how its value is checked
+    (``parse(value, key)`` returns the value or raises ConfigurationError)."""
+
+    name: str
+    default: object
+    parse: object
+
+    @property
+    def key(self):
+        return f"dbrouter.{self.name}"
+
+
+#: every ``dbrouter.*`` setting of the core, in the order the README lists
+#: them; the field of :class:`DBRouterSettings` has the setting's name
+SETTINGS = (
+    Setting("routers", "", _routers),
+    Setting("twophase", "auto", _twophase),
+    Setting("coordinator", DEFAULT, _engine_name),
+    Setting("xid_prefix", "dbr", _xid_prefix),
+    Setting("max_dynamic_engines", 32, lambda v, k: as_positive_int(v, k)),
+    Setting("metadata", None, _optional),
+)
+
+
 def parse_engines(settings, prefix=PREFIX):
     """Return ``{name: EngineSpec}`` from ``sqlalchemy.url`` and
     ``sqlalchemy.NAME.url`` keys, and the ``sqlalchemy.[NAME.]OPTION`` keys
@@ -149,34 +196,13 @@ def parse_engines(settings, prefix=PREFIX):
 
 def parse_settings(settings):
     """Check every ``sqlalchemy.*`` and ``dbrouter.*`` setting; return them parsed."""
-    engines = parse_engines(settings)
-    routers = aslist(settings.get("dbrouter.routers", ""))
-    twophase = str(settings.get("dbrouter.twophase", "auto")).strip().lower()
-    if twophase not in TWOPHASE_MODES:
-        raise ConfigurationError(
-            f"dbrouter.twophase: {settings['dbrouter.twophase']!r} is not one of "
-            + ", ".join(TWOPHASE_MODES)
+    values = {
+        setting.name: setting.parse(
+            settings.get(setting.key, setting.default), setting.key
         )
-    coordinator = str(settings.get("dbrouter.coordinator", DEFAULT)).strip()
-    check_engine_name(coordinator, "dbrouter.coordinator")
-    xid_prefix = str(settings.get("dbrouter.xid_prefix", "dbr")).strip()
-    if not XID_PREFIX.match(xid_prefix):
-        raise ConfigurationError(
-            f"dbrouter.xid_prefix: {xid_prefix!r} must start with a letter and "
-            "hold at most 16 letters, digits, '_' or '-'"
-        )
-    max_dynamic = as_positive_int(
-        settings.get("dbrouter.max_dynamic_engines", 32), "dbrouter.max_dynamic_engines"
-    )
-    metadata = settings.get("dbrouter.metadata") or None
-    known = {
-        "dbrouter.routers",
-        "dbrouter.twophase",
-        "dbrouter.coordinator",
-        "dbrouter.xid_prefix",
-        "dbrouter.max_dynamic_engines",
-        "dbrouter.metadata",
+        for setting in SETTINGS
     }
+    known = {setting.key for setting in SETTINGS}
     for key in settings:
         # plugins keep their own settings one level down (dbrouter.replica.*)
         if key.startswith("dbrouter.") and key.count(".") == 1 and key not in known:
@@ -184,12 +210,4 @@ def parse_settings(settings):
                 f"{key}: unknown setting; known dbrouter settings: "
                 + ", ".join(sorted(known))
             )
-    return DBRouterSettings(
-        engines=engines,
-        routers=routers,
-        twophase=twophase,
-        coordinator=coordinator,
-        xid_prefix=xid_prefix,
-        max_dynamic_engines=max_dynamic,
-        metadata=metadata,
-    )
+    return DBRouterSettings(engines=parse_engines(settings), **values)

@@ -16,9 +16,7 @@ Savepoints never reset what an engine has written.
 """
 
 from collections.abc import Mapping
-from contextlib import contextmanager
 
-import transaction
 import zope.sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -146,36 +144,3 @@ def request_dbsession(request):
         factory = request.registry["dbsession_factory"]
         dbsession = get_tm_session(factory, request.tm, request=request)
     return dbsession
-
-
-@contextmanager
-def session_scope(registry_or_settings, request=None):
-    """One transaction for a script or a thread, outside any request.
-
-    ``registry_or_settings`` is a Pyramid registry (its session factory is
-    used) or a settings mapping (engines are made from it, and disposed of at
-    the end).  The transaction commits when the block ends, or aborts if it
-    raises::
-
-        with session_scope(env["registry"]) as dbsession:
-            dbsession.add(Photo(title="dawn"))
-    """
-    from .config import build_from_settings
-
-    owned = None
-    factory = None
-    if hasattr(registry_or_settings, "registerUtility"):
-        factory = registry_or_settings.get("dbsession_factory")
-    if factory is None:
-        settings = (
-            getattr(registry_or_settings, "settings", None) or registry_or_settings
-        )
-        state = build_from_settings(settings)
-        factory, owned = state.factory, state.engines
-    manager = transaction.TransactionManager(explicit=True)
-    try:
-        with manager:
-            yield get_tm_session(factory, manager, request=request)
-    finally:
-        if owned is not None:
-            owned.dispose()
