@@ -157,6 +157,7 @@ class RoutingSession(Session):
 
     def _dbr_hints(self, hints):
         hints.setdefault("request", self.info.get("request"))
+        hints.setdefault("session", self)
         return hints
 
     def _dbr_choose(self, model, write, clause=None, identity=None):
@@ -180,7 +181,7 @@ class RoutingSession(Session):
             request = self.info.get("request")
             if write:
                 answer = routers.db_for_write(
-                    model, instance=None, clause=clause, request=request
+                    model, instance=None, clause=clause, request=request, session=self
                 )
             else:
                 answer = routers.db_for_read(
@@ -189,6 +190,7 @@ class RoutingSession(Session):
                     clause=clause,
                     request=request,
                     identity=identity,
+                    session=self,
                 )
             if answer is not None:
                 return answer
@@ -287,8 +289,11 @@ class RoutingSession(Session):
         if name != DEFAULT:
             bind_arguments = dict(bind_arguments or ())
             bind_arguments["bind"] = engine
-            execution_options = dict(execution_options)
-            execution_options["identity_token"] = name
+            # a replica's objects take its primary's identity (None: default's)
+            token = self.engines.identity_token(name)
+            if token is not None:
+                execution_options = dict(execution_options)
+                execution_options["identity_token"] = token
         previous, self._dbr_exec_bind = self._dbr_exec_bind, engine
         try:
             result = super()._execute_internal(
@@ -371,7 +376,7 @@ class RoutingSession(Session):
             found = super().get(
                 entity,
                 ident,
-                identity_token=_token(each),
+                identity_token=self.engines.identity_token(each),
                 bind_arguments={"bind": self.engine(each, source)},
                 **kw,
             )
@@ -474,6 +479,7 @@ class RoutingSession(Session):
 
     def _dbr_assign(self, state, name, groups):
         self.engine(name, "a router")
+        name = self.engines.primary_of(name)  # a replica's writes go to its primary
         state.identity_token = _token(name)
         groups.setdefault(name, []).append(state)
 
