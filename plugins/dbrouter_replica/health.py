@@ -11,10 +11,11 @@ per replica and process (never per statement), by the first request that
 finds the last measure stale; other requests meanwhile use the last one.
 What is measured is kept here as data, one query per dialect:
 
-* PostgreSQL: 0 when everything received is replayed, else the age of the last
-  replayed transaction (``now() - pg_last_xact_replay_timestamp()``).  That is
-  conservative: after a long idle period on the primary, a new write makes the
-  replica look as old as the last transaction it replayed until it replays it.
+* PostgreSQL: 0 when everything received is replayed, else (or when it is not
+  streaming yet, just restarted) the age of the last replayed transaction
+  (``now() - pg_last_xact_replay_timestamp()``).  That is conservative: after
+  a long idle period on the primary, a new write makes the replica look as old
+  as the last transaction it replayed until it replays it.
 * other dialects: not measured (a replica is judged by its connections only).
 
 This state is the one thing shared by the requests of an application (a
@@ -36,8 +37,8 @@ log = logging.getLogger(__name__)
 #: seconds a replica is behind its primary, by dialect name
 LAG_QUERIES = {
     "postgresql": text(
-        "SELECT CASE WHEN pg_last_wal_receive_lsn() IS NULL"
-        " OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0"
+        "SELECT CASE WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()"
+        " THEN 0"
         " ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()),"
         " 0) END"
     ),
@@ -137,7 +138,11 @@ class Health:
             query = LAG_QUERIES.get(engine.dialect.name)
             try:
                 with engine.connect() as conn:
-                    lag = float(conn.execute(query).scalar() or 0) if query else 0.0
+                    lag = (
+                        float(conn.execute(query).scalar() or 0)
+                        if query is not None
+                        else 0.0
+                    )
             except DBAPIError as exc:  # refused, timed out, or the check failed
                 self.trip(name, f"unreachable ({first_line(exc)})")
                 return
