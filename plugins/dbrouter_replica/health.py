@@ -98,9 +98,10 @@ class Health:
 
     # -- choosing --------------------------------------------------------------
 
-    def candidates(self, primary):
+    def candidates(self, primary, measure=True):
         """The replicas of *primary* in service, in the order to try them
-        (the strategy's), their lag checked if the last check is stale."""
+        (the strategy's), their lag measured if the last measure is stale
+        (unless not *measure*: ``dbrouter show`` connects to nothing)."""
         replicas = self.groups[primary]
         if len(replicas) > 1:
             if self.strategy == "random":
@@ -116,7 +117,9 @@ class Health:
             state = self._states[name]
             if state.out_until > now:
                 continue
-            if state.checked_at is None or now - state.checked_at >= self.check_seconds:
+            if measure and (
+                state.checked_at is None or now - state.checked_at >= self.check_seconds
+            ):
                 self.check(name)
                 if state.out_until > self.clock():
                     continue

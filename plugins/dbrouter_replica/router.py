@@ -118,7 +118,8 @@ class ReplicaRouter:
         chosen = session.info.get(CHOSEN) if session is not None else None
         if chosen is not None and primary in chosen:
             return chosen[primary]
-        for name in self.replicas.health.candidates(primary):
+        measure = session is not None  # without one (dbrouter show): no I/O
+        for name in self.replicas.health.candidates(primary, measure):
             if session is None:
                 return name
             if self._probe(session, name):

@@ -106,3 +106,8 @@ def count_statements(registry):
 
         event.listen(engine, "before_cursor_execute", note)
     return seen
+
+
+def main(global_config, **settings):
+    """The WSGI application of an ini file (``use = call:replica_app:main``)."""
+    return make_config(settings).make_wsgi_app()
