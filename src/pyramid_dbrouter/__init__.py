@@ -3,13 +3,14 @@ named engines, routed by Django-style router plugins, committed together.
 
 ``config.include("pyramid_dbrouter")`` reads the ``sqlalchemy.*`` and
 ``dbrouter.*`` settings, adds the directives ``add_db_engine``,
-``add_db_router`` and ``add_db_engine_factory``, includes pyramid_tm and
-pyramid_retry, and gives each request ``request.dbsession``.
+``add_db_router``, ``add_db_engine_factory`` and ``add_db_replica``,
+includes pyramid_tm and pyramid_retry, and gives each request ``request.dbsession``.
 """
 
 from .config import (
     add_db_engine,
     add_db_engine_factory,
+    add_db_replica,
     add_db_router,
     dispose_engine,
     finish,
@@ -77,6 +78,7 @@ def includeme(config):
     config.add_directive("add_db_engine", add_db_engine)
     config.add_directive("add_db_router", add_db_router)
     config.add_directive("add_db_engine_factory", add_db_engine_factory)
+    config.add_directive("add_db_replica", add_db_replica)
     state = get_state(config.registry)  # the settings, parsed once, kept there
     for name, spec in state.settings.engines.items():
         if spec.engine is not None:

@@ -117,12 +117,24 @@ def router_names(registry, state):
     return [(r, given.get(id(r), _dotted(r))) for r in state.chain.routers]
 
 
+def _replica_note(name, replica_of):
+    """``replica of P`` for a replica, ``primary of R1, R2`` for its primary."""
+    if name in replica_of:
+        return f"replica of {replica_of[name]}"
+    mine = sorted(r for r, p in replica_of.items() if p == name)
+    return f"primary of {', '.join(mine)}" if mine else ""
+
+
 def describe_config(registry, state):
     """Lines: the engines, engine factories, routers and transaction settings."""
     engines = state.engines
     lines = ["engines:"]
+    replica_of = engines.replicas
     lines += _columns(
-        [(n, e.dialect.name, mask_url(e.url)) for n, e in engines.static_items()]
+        [
+            (n, e.dialect.name, mask_url(e.url), _replica_note(n, replica_of))
+            for n, e in engines.static_items()
+        ]
     )
     if engines.factories:
         lines.append("engines made on demand (engine factories):")

@@ -62,10 +62,15 @@ def _router_name(router):
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def add_db_engine(config, name, url=None, *, engine=None, **engine_options):
+def add_db_engine(
+    config, name, url=None, *, engine=None, replica_of=None, **engine_options
+):
     """Add the engine *name*, from a URL and ``engine_from_config`` options,
-    or an Engine passed as ``engine=``.  Two engines of one name conflict."""
+    or an Engine passed as ``engine=``.  Two engines of one name conflict.
+    ``replica_of="default"`` declares it a replica (see :func:`add_db_replica`)."""
     check_engine_name(name, f"add_db_engine(name={name!r})")
+    if replica_of is not None:
+        config.add_db_replica(name, replica_of=replica_of)
     spec = engine_spec(name, url, engine, engine_options)
     shown = mask_url(engine.url if engine is not None else url)
     intr = config.introspectable(
@@ -83,6 +88,55 @@ def add_db_engine(config, name, url=None, *, engine=None, **engine_options):
         order=PHASE1_CONFIG,
         introspectables=(intr,),
     )
+
+
+def add_db_replica(config, name, *, replica_of):
+    """Declare the engine *name* a replica of the engine *replica_of*.
+
+    A replica holds its primary's rows, so its objects are its primary's:
+    they share the primary's identity (``bind_of`` names the primary), their
+    writes and deletes go to the primary, and their lazy loads and refreshes
+    are read from the primary.  Which statements read from a replica is a
+    router's choice (dbrouter_replica).  Declared twice, it conflicts.
+    """
+    source = f"add_db_replica({name!r}, replica_of={replica_of!r})"
+    check_engine_name(name, source)
+    check_engine_name(replica_of, source)
+    if name == replica_of:
+        raise ConfigurationError(f"{source}: an engine cannot be its own replica")
+    intr = config.introspectable(
+        "dbrouter replicas",
+        name,
+        f"{name} (replica of {replica_of})",
+        "dbrouter replica",
+    )
+    intr["name"] = name
+    intr["replica_of"] = replica_of
+
+    def register():
+        get_state(config.registry).engines.set_replica_of(name, replica_of)
+
+    config.action(
+        ("dbrouter-replica", name),
+        register,
+        order=PHASE1_CONFIG,
+        introspectables=(intr,),
+    )
+
+
+def _check_replicas(engines, known):
+    for name, primary in engines.replicas.items():
+        for each in (name, primary):
+            if each not in known:
+                raise ConfigurationError(
+                    f"add_db_replica({name!r}, replica_of={primary!r}): {each!r} is "
+                    f"not a configured engine; configured engines: {', '.join(known)}"
+                )
+        if primary in engines.replicas:
+            raise ConfigurationError(
+                f"add_db_replica({name!r}, replica_of={primary!r}): {primary!r} is "
+                f"itself a replica of {engines.replicas[primary]!r}; name the primary"
+            )
 
 
 def add_db_router(config, router, *, name=None):
@@ -148,6 +202,7 @@ def finish(registry):
             f"dbrouter.coordinator: {state.settings.coordinator!r} is not a configured "
             f"engine; configured engines: {', '.join(known)}"
         )
+    _check_replicas(state.engines, known)
     if state.settings.metadata:
         state.metadata = resolve_metadata(state.settings.metadata)
     state.chain = RouterChain(state.routers)

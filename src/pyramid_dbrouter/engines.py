@@ -62,6 +62,8 @@ class EngineRegistry:
         self._factories = {}
         self._dynamic = OrderedDict()
         self._names = {}
+        #: replica name -> its primary's name (``add_db_engine(replica_of=)``)
+        self._replica_of = {}
         self._lock = threading.Lock()
         self._pool = None
         #: called with each engine a factory makes (write tracking)
@@ -75,6 +77,26 @@ class EngineRegistry:
 
     def add_factory(self, prefix, factory):
         self._factories[prefix] = factory
+
+    def set_replica_of(self, name, primary):
+        """Declare the engine *name* a replica of *primary*: its objects take
+        the primary's identity (written to the primary, loaded in the group)."""
+        self._replica_of[name] = primary
+
+    def primary_of(self, name):
+        """The primary of a replica, or *name* itself for any other engine."""
+        return self._replica_of.get(name, name)
+
+    @property
+    def replicas(self):
+        """``{replica name: primary name}``."""
+        return dict(self._replica_of)
+
+    def identity_token(self, name):
+        """The ``identity_token`` of objects loaded from *name*: the engine's
+        own name, its primary's for a replica, None for ``default``'s."""
+        name = self._replica_of.get(name, name)
+        return None if name == DEFAULT else name
 
     # -- lookup --------------------------------------------------------------
 

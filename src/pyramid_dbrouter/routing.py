@@ -111,6 +111,7 @@ def route(
     instance=None,
     request=None,
     identity=None,
+    session=None,
     default=DEFAULT_ROUTE,
 ):
     """Where a statement, a ``get()`` or a new object goes.
@@ -118,9 +119,10 @@ def route(
     *chain* is the :class:`~pyramid_dbrouter.routers.RouterChain`; *pins* the
     session's ``using_bind`` stack; *model* the mapped class (None for
     textual SQL or a Core statement, then *clause* is looked at);
-    *instance*, *clause*, *request* and (reads) *identity* are the routers'
-    hints.  *default* is what to answer when nothing decides (None for a new
-    object, which then goes with the objects it is related to).
+    *instance*, *clause*, *request*, *session* and (reads) *identity* are
+    the routers' hints.  *default* is what to answer when nothing decides
+    (None for a new object, which then goes with the objects it is related
+    to).
     """
     if pins:
         return Route(pins[-1], USING_BIND)
@@ -135,7 +137,11 @@ def route(
     if chain:
         if write:
             answer, router = chain.first_write(
-                model, instance=instance, clause=clause, request=request
+                model,
+                instance=instance,
+                clause=clause,
+                request=request,
+                session=session,
             )
         else:
             answer, router = chain.first_read(
@@ -144,6 +150,7 @@ def route(
                 clause=clause,
                 request=request,
                 identity=identity,
+                session=session,
             )
         if answer is not None:
             return Route(answer, ROUTER, router)

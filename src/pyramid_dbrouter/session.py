@@ -162,6 +162,7 @@ class RoutingSession(Session):
 
     def _dbr_hints(self, hints):
         hints.setdefault("request", self.info.get("request"))
+        hints.setdefault("session", self)
         return hints
 
     def _dbr_route(self, model, write, clause=None, identity=None):
@@ -177,6 +178,7 @@ class RoutingSession(Session):
                 clause=clause,
                 request=self.info.get("request"),
                 identity=identity,
+                session=self,
             )
         return route(None, model, write, pins=self._dbr_pins, clause=clause)
 
@@ -287,8 +289,11 @@ class RoutingSession(Session):
         if name != DEFAULT:
             bind_arguments = dict(bind_arguments or ())
             bind_arguments["bind"] = engine
-            execution_options = dict(execution_options)
-            execution_options["identity_token"] = name
+            # a replica's objects take its primary's identity (None: default's)
+            token = self.engines.identity_token(name)
+            if token is not None:
+                execution_options = dict(execution_options)
+                execution_options["identity_token"] = token
         previous, self._dbr_exec_bind = self._dbr_exec_bind, engine
         try:
             result = super()._execute_internal(
@@ -369,7 +374,7 @@ class RoutingSession(Session):
             found = super().get(
                 entity,
                 ident,
-                identity_token=_token(each),
+                identity_token=self.engines.identity_token(each),
                 bind_arguments={"bind": self.engine(each, routed)},
                 **kw,
             )
@@ -472,8 +477,9 @@ class RoutingSession(Session):
         return groups
 
     def _dbr_assign(self, state, routed, groups):
-        name = routed.name
-        self.engine(name, routed)
+        # a replica's writes go to its primary
+        name = self.engines.primary_of(routed.name)
+        self.engine(routed.name, routed)
         state.identity_token = _token(name)
         groups.setdefault(name, []).append(state)
         if self._dbr_routes is None:
@@ -488,6 +494,7 @@ class RoutingSession(Session):
             True,
             instance=state.obj(),
             request=self.info.get("request"),
+            session=self,
             default=None,
         )
 
