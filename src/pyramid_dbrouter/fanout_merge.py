@@ -1,0 +1,294 @@
+"""Merging the rows of one SELECT read from several engines, exactly.
+
+A plan is made for each statement before any SQL runs, and says how each
+engine's answer is merged so that the result is the one a single database
+holding every row would give -- or raises :class:`FanoutError` naming the
+construct that cannot be merged so.
+
+Plain rows (this module):
+
+* ``ORDER BY`` on selected columns, or on attributes of selected entities:
+  each engine's rows arrive sorted, and a streaming k-way merge
+  (:func:`heapq.merge`) interleaves them; nothing is materialised, so
+  ``yield_per`` streams.
+* ``LIMIT`` and ``OFFSET`` are pushed down: each engine is asked for at most
+  ``OFFSET + LIMIT`` rows, without offset; the merged stream is cut as one
+  database would cut it.
+* ``DISTINCT`` on the selected columns: each engine's rows are distinct, and
+  the merge drops a row already given by another engine.
+
+``COUNT``, ``SUM``, ``MIN``, ``MAX``, ``AVG``, ``GROUP BY`` and ``HAVING``
+are merged by :mod:`pyramid_dbrouter.fanout_aggregate`.
+"""
+
+import heapq
+import itertools
+
+from sqlalchemy import inspect
+from sqlalchemy.engine.result import IteratorResult, MergedResult
+from sqlalchemy.exc import CompileError
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import Label, UnaryExpression
+from sqlalchemy.sql.selectable import Select
+
+from .exceptions import FanoutError
+
+# databases that sort NULL above every value (NULLS LAST for ASC)
+_NULLS_HIGH = frozenset({"postgresql", "oracle"})
+
+
+def plan_for(statement, dialect_name, names):
+    """The merge plan of *statement* over the engines *names*, or FanoutError."""
+    from .fanout_aggregate import AggregatePlan, is_aggregate
+
+    if not isinstance(statement, Select):
+        refuse(statement, names, f"a {type(statement).__name__}")
+    if statement._distinct_on:
+        refuse(statement, names, "DISTINCT ON")
+    extensions = getattr(statement, "_get_syntax_extensions_as_dict", None)
+    for extension in (extensions() if extensions else {}).values():
+        # e.g. PostgreSQL's distinct_on() in SQLAlchemy 2.1
+        what = type(extension).__name__
+        refuse(statement, names, "DISTINCT ON" if "DistinctOn" in what else what)
+    if is_aggregate(statement, names):
+        return AggregatePlan(statement, dialect_name, names)
+    return RowsPlan(statement, dialect_name, names)
+
+
+def refuse(statement, names, what):
+    raise FanoutError(
+        f"cannot merge {what} read from engines {', '.join(names)}: one "
+        "database holding all the rows would answer differently; run it on "
+        "one engine with using_bind(), or ask for each engine's rows in turn "
+        "with .execution_options(fanout='concat')"
+    )
+
+
+def limits(statement, names):
+    """``(limit, offset)`` of *statement*, plain integers (limit may be None)."""
+    try:
+        return statement._limit, statement._offset or 0
+    except CompileError:
+        refuse(statement, names, "a LIMIT or OFFSET that is not a plain integer")
+
+
+def order_terms(clause):
+    """``(element, descending, nulls_first or None)`` of one ORDER BY clause."""
+    descending, nulls_first = False, None
+    element = clause
+    while isinstance(element, UnaryExpression) and element.modifier in (
+        operators.desc_op,
+        operators.asc_op,
+        operators.nulls_first_op,
+        operators.nulls_last_op,
+    ):
+        if element.modifier is operators.desc_op:
+            descending = True
+        elif element.modifier is operators.nulls_first_op:
+            nulls_first = True
+        elif element.modifier is operators.nulls_last_op:
+            nulls_first = False
+        element = element.element
+    if _is_label_ref(element):
+        element = getattr(element, "element", element)
+    return element, descending, nulls_first
+
+
+class _Descending:
+    """A value that sorts in reverse (for a descending key in a k-way merge)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __lt__(self, other):
+        return other.value < self.value
+
+    def __eq__(self, other):
+        return self.value == other.value
+
+
+def sort_key(getters):
+    """A key function over raw rows from ``[(getter, descending, nulls_first)]``.
+
+    NULLs are ranked by the first item of a tuple (below or above every
+    value), so that no Python comparison function runs per pair.
+    """
+    parts = []
+    for getter, descending, nulls_first in getters:
+        null = (0,) if nulls_first else (2,)
+        wrap = _Descending if descending else None
+        parts.append((getter, null, wrap))
+    if len(parts) == 1:
+        getter, null, wrap = parts[0]
+        if wrap is None:
+
+            def key(row):
+                value = getter(row)
+                return null if value is None else (1, value)
+
+        else:
+
+            def key(row):
+                value = getter(row)
+                return null if value is None else (1, wrap(value))
+
+        return key
+
+    def key(row):
+        out = []
+        for getter, null, wrap in parts:
+            value = getter(row)
+            if value is None:
+                out.append(null)
+            else:
+                out.append((1, value if wrap is None else wrap(value)))
+        return out
+
+    return key
+
+
+class RowsPlan:
+    """Rows (no aggregate): a streaming k-way merge honouring ORDER BY,
+    LIMIT, OFFSET and DISTINCT."""
+
+    def __init__(self, statement, dialect_name, names):
+        self.names = names
+        self.limit, self.offset = limits(statement, names)
+        self.distinct = bool(statement._distinct)
+        nulls_high = dialect_name in _NULLS_HIGH
+        getters = []
+        for clause in statement._order_by_clauses:
+            element, descending, nulls_first = order_terms(clause)
+            if nulls_first is None:
+                nulls_first = nulls_high == descending
+            getter = self._getter(statement, element)
+            if getter is None:
+                refuse(
+                    statement,
+                    names,
+                    f"ORDER BY {element} (it is not a selected column or attribute)",
+                )
+            getters.append((getter, descending, nulls_first))
+        self.getters = getters
+        if self.offset and self.limit is not None:
+            # each engine gives the rows up to the end of the page
+            statement = statement.limit(self.limit + self.offset).offset(None)
+        elif self.offset:
+            statement = statement.offset(None)
+        self.statement = statement
+
+    @staticmethod
+    def _getter(statement, element):
+        base = _base_column(element)
+        descriptions = statement.column_descriptions
+        for index, description in enumerate(descriptions):
+            expr = description.get("expr")
+            if expr is None or _is_entity(expr):
+                continue
+            column = (
+                expr.__clause_element__()
+                if hasattr(expr, "__clause_element__")
+                else expr
+            )
+            if _base_column(column) is base or (
+                isinstance(element, Label | str)
+                and description.get("name") == getattr(element, "name", element)
+            ):
+                return _item(index)
+        annotations = getattr(element, "_annotations", {})
+        owner = annotations.get("parententity")
+        for index, description in enumerate(descriptions):
+            expr = description.get("expr")
+            if expr is None or not _is_entity(expr):
+                continue
+            mapper = inspect(description["entity"]).mapper
+            try:
+                prop = mapper.get_property_by_column(base)
+            except Exception:
+                prop = None
+            if prop is None and owner is not None and "proxy_key" in annotations:
+                if owner.mapper.isa(mapper) or mapper.isa(owner.mapper):
+                    return _attribute(index, annotations["proxy_key"])
+            if prop is not None:
+                return _attribute(index, prop.key)
+        return None
+
+    def merge(self, results):
+        scalars = results[0]._source_supports_scalars
+        streams = [result._raw_row_iterator() for result in results]
+        if self.getters:
+            getters = [
+                (_scalar(getter) if scalars else getter, descending, nulls_first)
+                for getter, descending, nulls_first in self.getters
+            ]
+            rows = heapq.merge(*streams, key=sort_key(getters))
+        else:
+            rows = itertools.chain.from_iterable(streams)
+        if self.distinct:
+            rows = _unique(rows)
+        if self.offset or self.limit is not None:
+            stop = None if self.limit is None else self.offset + self.limit
+            rows = itertools.islice(rows, self.offset, stop)
+        return StreamedResult(results, rows)
+
+
+class StreamedResult(MergedResult):
+    """One Result over several engines' Results, its rows given by an
+    iterator over their raw rows (read lazily, in the caller's thread)."""
+
+    def __init__(self, results, rows):
+        super().__init__(results[0]._metadata, results)
+        self.iterator = rows
+
+
+def materialized(results, rows, visible=None):
+    """A Result of *rows* (raw rows shaped as *results*' rows), keeping only
+    the first *visible* columns."""
+    result = IteratorResult(results[0]._metadata, iter(rows))
+    result._attributes = results[0]._attributes
+    for each in results:
+        each._soft_close()
+    if visible is not None and visible < len(results[0]._metadata.keys):
+        result = result.columns(*range(visible))
+    return result
+
+
+def _unique(rows):
+    seen = set()
+    for row in rows:
+        if row not in seen:
+            seen.add(row)
+            yield row
+
+
+def _is_label_ref(element):
+    return type(element).__name__ in ("_label_reference", "_textual_label_reference")
+
+
+def _is_entity(expr):
+    try:
+        insp = inspect(expr)
+    except Exception:
+        return False
+    return getattr(insp, "is_mapper", False) or getattr(insp, "is_aliased_class", False)
+
+
+def _base_column(element):
+    if isinstance(element, Label):
+        element = element.element
+    deannotate = getattr(element, "_deannotate", None)
+    return deannotate() if deannotate is not None else element
+
+
+def _item(index):
+    return lambda row: row[index]
+
+
+def _attribute(index, key):
+    return lambda row: getattr(row[index], key)
+
+
+def _scalar(getter):
+    return lambda value: getter((value,))
