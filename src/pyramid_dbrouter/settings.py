@@ -24,6 +24,7 @@ ENGINE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 #: bytes per id, so the prefix stays short and starts with a letter.
 XID_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$")
 TWOPHASE_MODES = ("auto", "off")
+FANOUT_PARALLEL_MODES = ("auto", "always", "never")
 _SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "passfile", "sslpassword"})
 
 
@@ -77,6 +78,21 @@ def as_positive_int(value, key):
     return number
 
 
+def as_timeout(value, key):
+    """Seconds (a positive number), or None for ``none``/empty: no limit."""
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigurationError(
+            f"{key}: {value!r} is not a positive number of seconds (or 'none')"
+        )
+    return seconds
+
+
 @dataclass
 class EngineSpec:
     """What the settings say about one named engine; it is created later."""
@@ -96,6 +112,9 @@ class DBRouterSettings:
     xid_prefix: str = "dbr"
     max_dynamic_engines: int = 32
     metadata: str = None
+    fanout_workers: int = 8
+    fanout_timeout: float = None
+    fanout_parallel: str = "auto"
 
 
 def parse_engines(settings, prefix=PREFIX):
@@ -169,6 +188,18 @@ def parse_settings(settings):
         settings.get("dbrouter.max_dynamic_engines", 32), "dbrouter.max_dynamic_engines"
     )
     metadata = settings.get("dbrouter.metadata") or None
+    fanout_workers = as_positive_int(
+        settings.get("dbrouter.fanout_workers", 8), "dbrouter.fanout_workers"
+    )
+    fanout_timeout = as_timeout(
+        settings.get("dbrouter.fanout_timeout"), "dbrouter.fanout_timeout"
+    )
+    fanout_parallel = str(settings.get("dbrouter.fanout_parallel", "auto"))
+    if fanout_parallel.strip().lower() not in FANOUT_PARALLEL_MODES:
+        raise ConfigurationError(
+            f"dbrouter.fanout_parallel: {fanout_parallel!r} is not one of "
+            + ", ".join(FANOUT_PARALLEL_MODES)
+        )
     known = {
         "dbrouter.routers",
         "dbrouter.twophase",
@@ -176,6 +207,9 @@ def parse_settings(settings):
         "dbrouter.xid_prefix",
         "dbrouter.max_dynamic_engines",
         "dbrouter.metadata",
+        "dbrouter.fanout_workers",
+        "dbrouter.fanout_timeout",
+        "dbrouter.fanout_parallel",
     }
     for key in settings:
         # plugins keep their own settings one level down (dbrouter.replica.*)
@@ -192,4 +226,7 @@ def parse_settings(settings):
         xid_prefix=xid_prefix,
         max_dynamic_engines=max_dynamic,
         metadata=metadata,
+        fanout_workers=fanout_workers,
+        fanout_timeout=fanout_timeout,
+        fanout_parallel=fanout_parallel.strip().lower(),
     )
