@@ -358,8 +358,21 @@ class RoutingSession(Session):
             )
         name = self._dbr_choose(_model_of(entity), False)
         source = "using_bind" if self._dbr_pins else "a router"
-        # over a fan-out, the engines in order and the first hit
-        for each in name if isinstance(name, list) else (name,):
+        names = name if isinstance(name, list) else (name,)
+        if (
+            len(names) > 1
+            and not kw.get("populate_existing")
+            and kw.get("with_for_update") is None
+        ):
+            # over a fan-out, an object already loaded from any of the engines
+            # is returned with no SQL, as Session.get() would
+            from .fanout import identity_first
+
+            found = identity_first(self, entity, ident, names)
+            if found is not None:
+                return found
+        # then the engines in order and the first hit
+        for each in names:
             found = super().get(
                 entity,
                 ident,
