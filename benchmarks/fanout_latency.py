@@ -104,6 +104,7 @@ def _serve(listener, upstream_port, delay, parent):
     # proxy is terminated (tests/_servers.py cleans up on SIGTERM)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
+
     async def handle(reader, writer):
         try:
             up_reader, up_writer = await asyncio.open_connection(

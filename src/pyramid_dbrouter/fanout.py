@@ -38,7 +38,7 @@ from sqlalchemy.sql.base import CompileState
 from sqlalchemy.util import to_list
 
 from .exceptions import FanoutError
-from .fanout_merge import plan_for
+from .fanout_merge import buffered, fetch_raw, plan_for
 from .settings import DEFAULT
 
 MODES = ("merge", "concat")
@@ -186,12 +186,44 @@ def execute_fanout(
     jobs = _prepare(
         session, engines, statement, params, execution_options, bind_arguments
     )
-    results = _run(session, fanout_pool(session.engines), jobs)
+    bounded = plan is not None and getattr(plan, "bounded", False)
+    cursors, rows = _run(fanout_pool(session.engines), jobs, bounded)
+    order = None
+    if bounded:
+        # at most OFFSET + LIMIT rows each: merged before objects are built,
+        # so that only the rows kept become objects
+        raw = plan.merge_raw(cursors, rows)
+        if raw is None:
+            cursors = [buffered(c, r) for c, r in zip(cursors, rows, strict=True)]
+        else:
+            used, order = raw
+            for cursor in cursors:
+                cursor._soft_close()
+            jobs = [jobs[i] for i, _cursor in used]
+            cursors = [cursor for _i, cursor in used]
+    results = _results(session, jobs, cursors)
     if plan is None:
         merged = results[0].merge(*results[1:])
+    elif order is not None:
+        merged = plan.merge(results, order)
     else:
         merged = plan.merge(results)
     return merged.scalar() if kw.get("_scalar_result") else merged
+
+
+def _results(session, jobs, cursors):
+    """The Results of *cursors*, objects built by the ORM (in this thread)."""
+    results = []
+    for job, cursor in zip(jobs, cursors, strict=True):
+        if job.cls is None:
+            results.append(cursor)
+        else:
+            results.append(
+                job.cls.orm_setup_cursor_result(
+                    session, job.stmt, job.params, job.options, job.binds, cursor
+                )
+            )
+    return results
 
 
 class _Job:
@@ -251,30 +283,31 @@ def names_of(engines):
     return [name for name, _engine in engines]
 
 
-def _execute(job):
-    return job.conn.execute(job.stmt, job.params or {}, execution_options=job.options)
+def _execute(job, prefetch):
+    """Run *job*; with *prefetch*, read its raw rows too (where they are read
+    matters when the cursor is on the server, as with ``yield_per``)."""
+    cursor = job.conn.execute(job.stmt, job.params or {}, execution_options=job.options)
+    return cursor, fetch_raw(cursor) if prefetch else None
 
 
-def _run(session, pool, jobs):
-    """Execute every job; return the Results, in the order of *jobs*.
-
-    Rows are fetched later, as the merge asks for them, in the caller's thread.
-    """
+def _run(pool, jobs, prefetch=False):
+    """Execute every job; return the cursors, and their raw rows if
+    *prefetch* (else None), in the order of *jobs*."""
     outcomes = [None] * len(jobs)
     threaded = [i for i, job in enumerate(jobs) if pool.in_worker(job.engine)]
     futures = {}
     if threaded:
         executor = pool.executor()
-        futures = {executor.submit(_execute, jobs[i]): i for i in threaded}
+        futures = {executor.submit(_execute, jobs[i], prefetch): i for i in threaded}
     failure = None
     # the caller reads the in-process engines while the workers wait
     for index, job in enumerate(jobs):
-        if index in threaded:
+        if index in futures.values():
             continue
         try:
-            outcomes[index] = _execute(job)
+            outcomes[index] = _execute(job, prefetch)
         except Exception as exc:  # noqa: BLE001 - raised once the workers are done
-            failure = failure or (job.name, exc)
+            failure = (job.name, exc)
             break
     if futures:
         failure = _wait(pool, jobs, futures, outcomes, failure)
@@ -283,17 +316,7 @@ def _run(session, pool, jobs):
         if isinstance(exc, FanoutError):
             raise exc
         raise _engine_failed(name, [j.name for j in jobs], exc) from exc
-    results = []
-    for job, cursor in zip(jobs, outcomes, strict=True):
-        if job.cls is None:
-            results.append(cursor)
-        else:
-            results.append(
-                job.cls.orm_setup_cursor_result(
-                    session, job.stmt, job.params, job.options, job.binds, cursor
-                )
-            )
-    return results
+    return [o[0] for o in outcomes], [o[1] for o in outcomes]
 
 
 def _wait(pool, jobs, futures, outcomes, failure):

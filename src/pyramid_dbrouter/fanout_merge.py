@@ -25,6 +25,7 @@ import heapq
 import itertools
 
 from sqlalchemy import inspect
+from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
 from sqlalchemy.engine.result import IteratorResult, MergedResult
 from sqlalchemy.exc import CompileError
 from sqlalchemy.sql import operators
@@ -41,6 +42,12 @@ def plan_for(statement, dialect_name, names):
     """The merge plan of *statement* over the engines *names*, or FanoutError."""
     from .fanout_aggregate import AggregatePlan, is_aggregate
 
+    key = statement._generate_cache_key() if isinstance(statement, Select) else None
+    key = None if key is None else key.key  # the hashable part: the shape
+    if key is not None:
+        ordering = _ORDERINGS.get((key, dialect_name))
+        if ordering is not None:
+            return RowsPlan(statement, names, ordering)
     if not isinstance(statement, Select):
         refuse(statement, names, f"a {type(statement).__name__}")
     if statement._distinct_on:
@@ -51,8 +58,20 @@ def plan_for(statement, dialect_name, names):
         what = type(extension).__name__
         refuse(statement, names, "DISTINCT ON" if "DistinctOn" in what else what)
     if is_aggregate(statement, names):
+        # not cached: HAVING's literal values are part of the plan
         return AggregatePlan(statement, dialect_name, names)
-    return RowsPlan(statement, dialect_name, names)
+    ordering = Ordering(statement, dialect_name, names)
+    if key is not None:
+        if len(_ORDERINGS) >= _CACHE_SIZE:
+            _ORDERINGS.pop(next(iter(_ORDERINGS)), None)
+        _ORDERINGS[key, dialect_name] = ordering
+    return RowsPlan(statement, names, ordering)
+
+
+#: how to sort each statement's rows, by (SQLAlchemy cache key, dialect): the
+#: same statement built again in the next request finds its plan here
+_ORDERINGS = {}
+_CACHE_SIZE = 500
 
 
 def refuse(statement, names, what):
@@ -149,79 +168,110 @@ def sort_key(getters):
     return key
 
 
-class RowsPlan:
-    """Rows (no aggregate): a streaming k-way merge honouring ORDER BY,
-    LIMIT, OFFSET and DISTINCT."""
+class Ordering:
+    """How a statement's rows sort: its ORDER BY, resolved once per statement
+    shape (a plan's cacheable part)."""
 
     def __init__(self, statement, dialect_name, names):
-        self.names = names
-        self.limit, self.offset = limits(statement, names)
-        self.distinct = bool(statement._distinct)
         nulls_high = dialect_name in _NULLS_HIGH
-        getters = []
+        self.keys = []  # (getter over ORM rows, element, descending, nulls first)
         for clause in statement._order_by_clauses:
             element, descending, nulls_first = order_terms(clause)
             if nulls_first is None:
                 nulls_first = nulls_high == descending
-            getter = self._getter(statement, element)
+            getter = _getter(statement, element)
             if getter is None:
                 refuse(
                     statement,
                     names,
                     f"ORDER BY {element} (it is not a selected column or attribute)",
                 )
-            getters.append((getter, descending, nulls_first))
-        self.getters = getters
+            self.keys.append((getter, element, descending, nulls_first))
+        # raw rows can be merged before any object is built when each row is
+        # one result row: no loader option or joined eager load adds rows
+        self.raw_ok = not statement._with_options and not any(
+            _joins_eagerly(d.get("entity"))
+            for d in statement.column_descriptions
+            if _is_entity(d.get("expr"))
+        )
+
+    def raw_getters(self, cursor):
+        """Getters over *cursor*'s raw rows, or None if a key is not there."""
+        metadata = getattr(cursor, "_metadata", None)
+        index_for_key = getattr(metadata, "_index_for_key", None)
+        if index_for_key is None:
+            return None
+        getters = []
+        for _getter, element, descending, nulls_first in self.keys:
+            try:
+                index = index_for_key(_base_column(element), False)
+                if index is None and isinstance(element, Label):
+                    index = index_for_key(element.name, False)
+            except Exception:  # noqa: BLE001 - ambiguous: use the objects
+                return None
+            if index is None:
+                return None
+            getters.append((_item(index), descending, nulls_first))
+        return getters
+
+
+class RowsPlan:
+    """Rows (no aggregate): a k-way merge honouring ORDER BY, LIMIT, OFFSET
+    and DISTINCT, streaming when the read is not bounded by a LIMIT."""
+
+    def __init__(self, statement, names, ordering):
+        self.names = names
+        self.ordering = ordering
+        self.limit, self.offset = limits(statement, names)
+        self.distinct = bool(statement._distinct)
         if self.offset and self.limit is not None:
             # each engine gives the rows up to the end of the page
             statement = statement.limit(self.limit + self.offset).offset(None)
         elif self.offset:
             statement = statement.offset(None)
         self.statement = statement
+        #: at most OFFSET + LIMIT rows per engine: read them at once
+        self.bounded = self.limit is not None and ordering.raw_ok
 
-    @staticmethod
-    def _getter(statement, element):
-        base = _base_column(element)
-        descriptions = statement.column_descriptions
-        for index, description in enumerate(descriptions):
-            expr = description.get("expr")
-            if expr is None or _is_entity(expr):
-                continue
-            column = (
-                expr.__clause_element__()
-                if hasattr(expr, "__clause_element__")
-                else expr
-            )
-            if _base_column(column) is base or (
-                isinstance(element, Label | str)
-                and description.get("name") == getattr(element, "name", element)
-            ):
-                return _item(index)
-        annotations = getattr(element, "_annotations", {})
-        owner = annotations.get("parententity")
-        for index, description in enumerate(descriptions):
-            expr = description.get("expr")
-            if expr is None or not _is_entity(expr):
-                continue
-            mapper = inspect(description["entity"]).mapper
-            try:
-                prop = mapper.get_property_by_column(base)
-            except Exception:
-                prop = None
-            if prop is None and owner is not None and "proxy_key" in annotations:
-                if owner.mapper.isa(mapper) or mapper.isa(owner.mapper):
-                    return _attribute(index, annotations["proxy_key"])
-            if prop is not None:
-                return _attribute(index, prop.key)
-        return None
+    def merge_raw(self, cursors, rows):
+        """Merge each engine's raw rows (a bounded read) before any object is
+        built; return ``[(engine index, buffered cursor)]`` for the engines
+        some of whose rows were kept, holding only those rows, and the index
+        in that list of each merged row, in order.  None if the cursors'
+        columns do not give the keys (then :meth:`merge` builds objects)."""
+        getters = self.ordering.raw_getters(cursors[0]) if self.ordering.keys else []
+        if getters is None:
+            return None
+        tagged = [[(i, row) for row in each] for i, each in enumerate(rows)]
+        if getters:
+            key = sort_key(getters)
+            merged = heapq.merge(*tagged, key=lambda pair: key(pair[1]))
+        else:
+            merged = itertools.chain.from_iterable(tagged)
+        if self.distinct:
+            merged = _unique(merged, lambda pair: pair[1])
+        stop = self.offset + self.limit
+        picks = list(itertools.islice(merged, stop))
+        kept = [[] for _ in cursors]
+        for i, row in picks[self.offset :]:
+            kept[i].append(row)
+        order = [i for i, _row in picks[self.offset :]]
+        # engines none of whose rows were kept build no objects at all
+        used = [i for i, rows in enumerate(kept) if rows] or [0]
+        renumber = {old: new for new, old in enumerate(used)}
+        order = [renumber[i] for i in order]
+        return [(i, buffered(cursors[i], kept[i])) for i in used], order
 
-    def merge(self, results):
+    def merge(self, results, order=None):
+        if order is not None:
+            streams = [r._raw_row_iterator() for r in results]
+            return StreamedResult(results, (next(streams[i]) for i in order))
         scalars = results[0]._source_supports_scalars
         streams = [result._raw_row_iterator() for result in results]
-        if self.getters:
+        if self.ordering.keys:
             getters = [
                 (_scalar(getter) if scalars else getter, descending, nulls_first)
-                for getter, descending, nulls_first in self.getters
+                for getter, _element, descending, nulls_first in self.ordering.keys
             ]
             rows = heapq.merge(*streams, key=sort_key(getters))
         else:
@@ -232,6 +282,64 @@ class RowsPlan:
             stop = None if self.limit is None else self.offset + self.limit
             rows = itertools.islice(rows, self.offset, stop)
         return StreamedResult(results, rows)
+
+
+def _getter(statement, element):
+    """A getter of *element*'s value from the statement's result rows."""
+    base = _base_column(element)
+    descriptions = statement.column_descriptions
+    for index, description in enumerate(descriptions):
+        expr = description.get("expr")
+        if expr is None or _is_entity(expr):
+            continue
+        column = (
+            expr.__clause_element__() if hasattr(expr, "__clause_element__") else expr
+        )
+        if _base_column(column) is base or (
+            isinstance(element, Label | str)
+            and description.get("name") == getattr(element, "name", element)
+        ):
+            return _item(index)
+    annotations = getattr(element, "_annotations", {})
+    owner = annotations.get("parententity")
+    for index, description in enumerate(descriptions):
+        expr = description.get("expr")
+        if expr is None or not _is_entity(expr):
+            continue
+        mapper = inspect(description["entity"]).mapper
+        try:
+            prop = mapper.get_property_by_column(base)
+        except Exception:
+            prop = None
+        if prop is None and owner is not None and "proxy_key" in annotations:
+            if owner.mapper.isa(mapper) or mapper.isa(owner.mapper):
+                return _attribute(index, annotations["proxy_key"])
+        if prop is not None:
+            return _attribute(index, prop.key)
+    return None
+
+
+def _joins_eagerly(entity):
+    if entity is None:
+        return False
+    mapper = inspect(entity).mapper
+    return any(r.lazy in ("joined", False) for r in mapper.relationships)
+
+
+def buffered(cursor, rows):
+    """A clone of *cursor* holding *rows* (as ``CursorResult.splice_vertically``
+    makes one): the ORM builds objects from it as from the cursor."""
+    clone = cursor._generate()
+    clone.cursor_strategy = FullyBufferedCursorFetchStrategy(None, initial_buffer=rows)
+    clone._reset_memoizations()
+    return clone
+
+
+def fetch_raw(cursor):
+    """Every raw row of *cursor* (bounded reads), before any processing."""
+    if not cursor.returns_rows:
+        return []
+    return cursor._fetchall_impl()
 
 
 class StreamedResult(MergedResult):
@@ -255,11 +363,12 @@ def materialized(results, rows, visible=None):
     return result
 
 
-def _unique(rows):
+def _unique(rows, key=None):
     seen = set()
     for row in rows:
-        if row not in seen:
-            seen.add(row)
+        value = row if key is None else key(row)
+        if value not in seen:
+            seen.add(value)
             yield row
 
 
