@@ -59,7 +59,7 @@ def both(world, statement):
 )
 def test_aggregates_over_every_row(world, photos, chosen, where):
     load(world, photos)
-    statement = select(*(AGGREGATES[name] for name in chosen))
+    statement = select(*(AGGREGATES[name] for name in chosen)).select_from(Photo)
     if WHERE[where] is not None:
         statement = statement.where(WHERE[where])
     merged, expected = both(world, statement)

@@ -183,11 +183,11 @@ def execute_fanout(
         # refuses what cannot be merged exactly, before any SQL
         plan = plan_for(statement, engines[0][1].dialect.name, names)
         statement = plan.statement
-    jobs = _prepare(
+    prepared = _prepare(
         session, engines, statement, params, execution_options, bind_arguments
     )
     bounded = plan is not None and getattr(plan, "bounded", False)
-    cursors, rows = _run(fanout_pool(session.engines), jobs, bounded)
+    jobs, cursors, rows = _run(fanout_pool(session.engines), prepared, names, bounded)
     order = None
     if bounded:
         # at most OFFSET + LIMIT rows each: merged before objects are built,
@@ -242,14 +242,14 @@ class _Job:
 
 def _prepare(session, engines, statement, params, execution_options, bind_arguments):
     """Begin each engine's part of the transaction and prepare its statement,
-    in this thread: both touch the session."""
+    in this thread (both touch the session): yields each engine's job as soon
+    as it is ready, so that a worker can start on it at once."""
     orm = statement._propagate_attrs.get("compile_state_plugin", None) == "orm"
     compile_state_cls = (
         CompileState._get_plugin_class_for_plugin(statement, "orm") if orm else None
     )
     if session.execution_options:
         execution_options = session.execution_options.union(execution_options)
-    jobs = []
     for index, (name, engine) in enumerate(engines):
         options = dict(execution_options)
         if name != DEFAULT:
@@ -267,20 +267,10 @@ def _prepare(session, engines, statement, params, execution_options, bind_argume
             binds.setdefault("clause", statement)
             if not index:
                 session._autoflush()
-        try:
-            conn = session._connection_for_bind(engine)
-        except DBAPIError as exc:
-            raise _engine_failed(name, names_of(engines), exc) from exc
-        jobs.append(
-            _Job(
-                name, engine, compile_state_cls, conn, stmt, stmt_params, options, binds
-            )
+        conn = session._connection_for_bind(engine)
+        yield _Job(
+            name, engine, compile_state_cls, conn, stmt, stmt_params, options, binds
         )
-    return jobs
-
-
-def names_of(engines):
-    return [name for name, _engine in engines]
 
 
 def _execute(job, prefetch):
@@ -290,43 +280,50 @@ def _execute(job, prefetch):
     return cursor, fetch_raw(cursor) if prefetch else None
 
 
-def _run(pool, jobs, prefetch=False):
-    """Execute every job; return the cursors, and their raw rows if
-    *prefetch* (else None), in the order of *jobs*."""
-    outcomes = [None] * len(jobs)
-    threaded = [i for i, job in enumerate(jobs) if pool.in_worker(job.engine)]
-    futures = {}
-    if threaded:
-        executor = pool.executor()
-        futures = {executor.submit(_execute, jobs[i], prefetch): i for i in threaded}
+def _run(pool, prepared, names, prefetch=False):
+    """Execute each job of *prepared* as it comes; return the jobs, their
+    cursors, and their raw rows if *prefetch* (else Nones), in order."""
+    jobs, futures, local = [], {}, []
     failure = None
+    started = None
+    try:
+        for job in prepared:
+            jobs.append(job)
+            if pool.in_worker(job.engine):
+                if started is None:
+                    started = time.monotonic()
+                future = pool.executor().submit(_execute, job, prefetch)
+                futures[future] = len(jobs) - 1
+            else:
+                local.append(len(jobs) - 1)
+    except Exception as exc:  # noqa: BLE001 - raised once the workers are done
+        failure = (names[len(jobs)], exc)  # the engine being prepared
+    outcomes = [(None, None)] * len(jobs)
     # the caller reads the in-process engines while the workers wait
-    for index, job in enumerate(jobs):
-        if index in futures.values():
-            continue
+    for index in local if failure is None else ():
         try:
-            outcomes[index] = _execute(job, prefetch)
+            outcomes[index] = _execute(jobs[index], prefetch)
         except Exception as exc:  # noqa: BLE001 - raised once the workers are done
-            failure = (job.name, exc)
+            failure = (jobs[index].name, exc)
             break
     if futures:
-        failure = _wait(pool, jobs, futures, outcomes, failure)
+        failure = _wait(pool, started, jobs, futures, outcomes, failure)
     if failure is not None:
         name, exc = failure
         if isinstance(exc, FanoutError):
             raise exc
-        raise _engine_failed(name, [j.name for j in jobs], exc) from exc
-    return [o[0] for o in outcomes], [o[1] for o in outcomes]
+        raise _engine_failed(name, names, exc) from exc
+    return jobs, [o[0] for o in outcomes], [o[1] for o in outcomes]
 
 
-def _wait(pool, jobs, futures, outcomes, failure):
+def _wait(pool, started, jobs, futures, outcomes, failure):
     """Wait for the workers, within the timeout; cancel the laggards.
 
     Returns the first failure as ``(engine name, exception)``, or None.  Never
     returns while a worker still uses one of the session's connections.
     """
     names = [j.name for j in jobs]
-    deadline = None if pool.timeout is None else time.monotonic() + pool.timeout
+    deadline = None if pool.timeout is None else started + pool.timeout
     pending = set(futures)
     while pending and failure is None:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
