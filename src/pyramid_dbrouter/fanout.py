@@ -250,23 +250,39 @@ def _prepare(session, engines, statement, params, execution_options, bind_argume
     )
     if session.execution_options:
         execution_options = session.execution_options.union(execution_options)
+    first = None  # the first engine's ORM options, which the others share
     for index, (name, engine) in enumerate(engines):
-        options = dict(execution_options)
-        if name != DEFAULT:
-            options["identity_token"] = name
-        if index:
-            options["autoflush"] = False  # the first engine's turn flushed
-        binds = dict(bind_arguments or ())
-        binds["bind"] = engine
+        token = None if name == DEFAULT else name
         stmt, stmt_params = statement, params
-        if compile_state_cls is not None:
-            stmt, options, stmt_params = compile_state_cls.orm_pre_session_exec(
-                session, statement, params, options, binds, False
+        if compile_state_cls is not None and first is not None:
+            # what orm_pre_session_exec() gave the first engine, with this
+            # engine's identity token (and no second autoflush)
+            options, binds = first
+            load = options["_sa_orm_load_options"]
+            options = options.union(
+                {
+                    "_sa_orm_load_options": load
+                    + {"_identity_token": token, "_autoflush": False}
+                }
             )
+            binds = dict(binds)
+            binds["bind"] = engine
         else:
-            binds.setdefault("clause", statement)
-            if not index:
-                session._autoflush()
+            options = dict(execution_options)
+            if token is not None:
+                options["identity_token"] = token
+            binds = dict(bind_arguments or ())
+            binds["bind"] = engine
+            if compile_state_cls is not None:
+                stmt, options, stmt_params = compile_state_cls.orm_pre_session_exec(
+                    session, statement, params, options, binds, False
+                )
+                if "_sa_orm_load_options" in options:
+                    first = (options, binds)
+            else:
+                binds.setdefault("clause", statement)
+                if not index:
+                    session._autoflush()
         conn = session._connection_for_bind(engine)
         yield _Job(
             name, engine, compile_state_cls, conn, stmt, stmt_params, options, binds
