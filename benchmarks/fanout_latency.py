@@ -12,7 +12,11 @@ The same ``select(Item).order_by(Item.value, Item.id).limit(10)``, read by:
   and concatenates: the rows are then sorted and cut in Python, as by hand);
 * **pyramid_dbrouter fan-out**: a ``RoutingSession`` whose router answers
   the eight names (the shared pool of ``dbrouter.fanout_workers`` = 8 threads;
-  merged by a k-way merge with the LIMIT pushed down).
+  merged by a k-way merge with the LIMIT pushed down);
+* **floor: raw driver, 8 threads**: no SQLAlchemy at all -- the compiled SQL
+  sent on eight psycopg connections by eight threads, the rows fetched as
+  tuples and nothing merged: what Python threads over this machine and this
+  proxy cost by themselves, the least any threaded fan-out can take.
 
 Each contender has engines of its own (listeners one puts on its engines
 are paid by it alone) and keeps one transaction open: each operation is one
@@ -38,6 +42,7 @@ import os
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
@@ -55,6 +60,7 @@ CONTENDERS = (
     "by hand, one after another",
     "ShardedSession",
     "pyramid_dbrouter fan-out",
+    "floor: raw driver, 8 threads",
 )
 CASES = {
     # name: (round-trip delay in seconds, pg_sleep seconds)
@@ -185,8 +191,17 @@ class Contenders:
         factory = get_session_factory(routed, [Router(names)])
         configure_fanout(factory.kw["engines"], workers=SHARDS)
         self.fanout = factory()
+        floor = engines()
+        self.floor_connections = [e.raw_connection() for e in floor.values()]
+        self.floor_sql = str(
+            self.statement.compile(
+                dialect=self.one_engine.dialect,
+                compile_kwargs={"literal_binds": True},
+            )
+        )
+        self.floor_pool = ThreadPoolExecutor(SHARDS)
         self.owned = [*one.values(), *self.hand_engines, *sharded.values()]
-        self.owned += list(routed.values())
+        self.owned += [*routed.values(), *floor.values()]
 
     def run_one(self, n):
         for _ in range(n):
@@ -218,6 +233,21 @@ class Contenders:
             self.fanout.expunge_all()
             self.fanout.scalars(self.statement).all()
 
+    def _floor_one(self, connection):
+        cursor = connection.cursor()
+        cursor.execute(self.floor_sql)
+        rows = cursor.fetchall()
+        cursor.close()
+        return rows
+
+    def run_floor(self, n):
+        for _ in range(n):
+            futures = [
+                self.floor_pool.submit(self._floor_one, c)
+                for c in self.floor_connections
+            ]
+            wait(futures)
+
     def check(self):
         self.hand.expunge_all()
         rows = []
@@ -232,12 +262,22 @@ class Contenders:
             raise SystemExit(f"fan-out {got}, sharded {sharded}, expected {expected}")
 
     def runs(self):
-        return [self.run_one, self.run_hand, self.run_sharded, self.run_fanout]
+        return [
+            self.run_one,
+            self.run_hand,
+            self.run_sharded,
+            self.run_fanout,
+            self.run_floor,
+        ]
 
     def close(self):
         for session in (self.one, self.hand, self.sharded, self.fanout):
             session.rollback()
             session.close()
+        self.floor_pool.shutdown()
+        for connection in self.floor_connections:
+            connection.rollback()
+            connection.close()
         for engine in self.owned:
             engine.dispose()
 

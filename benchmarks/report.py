@@ -198,7 +198,7 @@ def key_rows(results):
         )
     result = results.get("fanout_latency")
     if isinstance(result, dict) and "cases" in result:
-        one, by_hand, _sharded, fanout = fanout_latency.CONTENDERS
+        one, by_hand, _sharded, fanout, _floor = fanout_latency.CONTENDERS
         backend = f"{result['shards']} PostgreSQL databases"
         for case, data in result["cases"].items():
             if case == "no added latency":

@@ -335,3 +335,24 @@ def test_fanout_settings_reach_the_pool():
     assert (pool.workers, pool.timeout, pool.parallel) == (3, 2.5, "never")
     defaults = fanout_pool(build_from_settings({"sqlalchemy.url": "sqlite://"}).engines)
     assert (defaults.workers, defaults.timeout, defaults.parallel) == (8, None, "auto")
+
+
+def test_a_failure_zope_sqlalchemy_would_retry_stays_retryable():
+    import psycopg
+    from pyramid_retry import IRetryableError
+    from sqlalchemy.exc import DBAPIError
+
+    from pyramid_dbrouter.fanout import FanoutEngineError, _engine_failed
+
+    conflict = psycopg.errors.SerializationFailure("could not serialize access")
+    error = _engine_failed(
+        "s2", ["s1", "s2"], DBAPIError.instance("SELECT 1", {}, conflict, psycopg.Error)
+    )
+    assert isinstance(error, FanoutEngineError)
+    assert "engine 's2' failed" in str(error)
+    assert IRetryableError.providedBy(error)
+    broken = psycopg.errors.UndefinedTable("no table photos")
+    error = _engine_failed(
+        "s1", ["s1", "s2"], DBAPIError.instance("SELECT 1", {}, broken, psycopg.Error)
+    )
+    assert not IRetryableError.providedBy(error)

@@ -6,6 +6,8 @@ The databases are real (``tests/server_fixtures.py``): one answers after
 """
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 
@@ -16,6 +18,7 @@ from pyramid_dbrouter.fanout import (
     configure_fanout,
 )
 from sample import Base, Photo
+from test_fanout import photo_rows
 
 NAMES = ("default", "s2", "s3")
 
@@ -143,3 +146,63 @@ def test_a_database_that_errors_fails_the_whole_read_naming_it(shards):
     assert info.value.engine == "s2"
     session.rollback()
     session.close()
+
+
+@pytest.fixture
+def pg_world(pg_primary):
+    """Three shard databases and one holding the union of their rows."""
+    engines = {}
+    for name in ("default", "s2", "s3", "union"):
+        engines[name] = create_engine(pg_primary.url(pg_primary.create_database()))
+        Base.metadata.create_all(engines[name])
+    yield engines
+    for engine in engines.values():
+        engine.dispose()
+
+
+def pg_load(world, photos):
+    for name in ("default", "s2", "s3", "union"):
+        with world[name].begin() as conn:
+            conn.execute(text("DELETE FROM photos"))
+    for photo in photos:
+        shard = NAMES[photo["id"] % len(NAMES)]
+        for name in (shard, "union"):
+            with world[name].begin() as conn:
+                conn.execute(insert(Photo), [photo])
+
+
+PG_AGGREGATES = (func.count(), func.count(Photo.score), func.sum(Photo.score))
+PG_AGGREGATES += (func.min(Photo.score), func.max(Photo.score))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    photos=photo_rows,
+    descending=st.booleans(),
+    limit=st.one_of(st.none(), st.integers(0, 6)),
+    group_by_score=st.booleans(),
+)
+def test_postgresql_merges_equal_one_database_holding_every_row(
+    pg_world, photos, descending, limit, group_by_score
+):
+    pg_load(pg_world, photos)
+    shards = {name: pg_world[name] for name in NAMES}
+    fanned = session_over(shards)
+    alone = get_session_factory({"default": pg_world["union"]})()
+    try:
+        # NULLs last ascending, first descending: PostgreSQL's order
+        key = Photo.score.desc() if descending else Photo.score
+        rows = select(Photo.id, Photo.score).order_by(key, Photo.id).limit(limit)
+        assert fanned.execute(rows).all() == alone.execute(rows).all()
+        column = Photo.score if group_by_score else Photo.title
+        grouped = (
+            select(column, *PG_AGGREGATES)
+            .group_by(column)
+            .having(func.count() > 1)
+            .order_by(column.desc() if descending else column)
+            .limit(limit)
+        )
+        assert fanned.execute(grouped).all() == alone.execute(grouped).all()
+    finally:
+        fanned.close()
+        alone.close()
