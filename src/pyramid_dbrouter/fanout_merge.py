@@ -23,6 +23,7 @@ are merged by :mod:`pyramid_dbrouter.fanout_aggregate`.
 
 import heapq
 import itertools
+import operator
 
 from sqlalchemy import inspect
 from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
@@ -187,6 +188,7 @@ class Ordering:
                     f"ORDER BY {element} (it is not a selected column or attribute)",
                 )
             self.keys.append((getter, element, descending, nulls_first))
+        self._raw = None  # (cursor metadata, raw getters), the last ones made
         # raw rows can be merged before any object is built when each row is
         # one result row: no loader option or joined eager load adds rows
         self.raw_ok = not statement._with_options and not any(
@@ -198,6 +200,15 @@ class Ordering:
     def raw_getters(self, cursor):
         """Getters over *cursor*'s raw rows, or None if a key is not there."""
         metadata = getattr(cursor, "_metadata", None)
+        cached = self._raw
+        if cached is not None and cached[0] is metadata:
+            # SQLAlchemy keeps one metadata per compiled statement
+            return cached[1]
+        getters = self._raw_getters(metadata)
+        self._raw = (metadata, getters)
+        return getters
+
+    def _raw_getters(self, metadata):
         index_for_key = getattr(metadata, "_index_for_key", None)
         if index_for_key is None:
             return None
@@ -211,8 +222,33 @@ class Ordering:
                 return None
             if index is None:
                 return None
-            getters.append((_item(index), descending, nulls_first))
+            getters.append((_item(index), descending, nulls_first, index))
         return getters
+
+
+def _sort_raw(rows, getters):
+    """Each engine's raw rows, sorted together: ``[(engine index, row)]``.
+
+    A few rows each, all in memory: one C sort (stable, so ties keep the
+    router's order of engines) rather than a k-way merge in Python; when the
+    keys share one direction and hold no NULL, with a C key function.
+    """
+    flat = [row for each in rows for row in each]
+    directions = {descending for _g, descending, _n, _i in getters}
+    if len(directions) == 1 and flat:
+        key = operator.itemgetter(*[index for _g, _d, _n, index in getters])
+        values = list(map(key, flat))
+        if len(getters) == 1:
+            has_null = None in values
+        else:
+            has_null = any(None in value for value in values)
+        if not has_null:
+            origin = {id(row): i for i, each in enumerate(rows) for row in each}
+            flat.sort(key=key, reverse=directions.pop())
+            return [(origin[id(row)], row) for row in flat]
+    tagged = [(i, row) for i, each in enumerate(rows) for row in each]
+    tagged.sort(key=sort_key([(_second(g), d, n) for g, d, n, _i in getters]))
+    return tagged
 
 
 class RowsPlan:
@@ -242,12 +278,10 @@ class RowsPlan:
         getters = self.ordering.raw_getters(cursors[0]) if self.ordering.keys else []
         if getters is None:
             return None
-        tagged = [[(i, row) for row in each] for i, each in enumerate(rows)]
         if getters:
-            key = sort_key(getters)
-            merged = heapq.merge(*tagged, key=lambda pair: key(pair[1]))
+            merged = _sort_raw(rows, getters)
         else:
-            merged = itertools.chain.from_iterable(tagged)
+            merged = [(i, row) for i, each in enumerate(rows) for row in each]
         if self.distinct:
             merged = _unique(merged, lambda pair: pair[1])
         stop = self.offset + self.limit
@@ -397,6 +431,10 @@ def _item(index):
 
 def _attribute(index, key):
     return lambda row: getattr(row[index], key)
+
+
+def _second(getter):
+    return lambda pair: getter(pair[1])
 
 
 def _scalar(getter):
