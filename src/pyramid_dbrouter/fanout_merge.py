@@ -13,7 +13,8 @@ Plain rows (this module):
   ``yield_per`` streams.
 * ``LIMIT`` and ``OFFSET`` are pushed down: each engine is asked for at most
   ``OFFSET + LIMIT`` rows, without offset; the merged stream is cut as one
-  database would cut it.
+  database would cut it.  Such a bounded read is merged on the raw rows,
+  before the ORM builds anything: only the rows kept become objects.
 * ``DISTINCT`` on the selected columns: each engine's rows are distinct, and
   the merge drops a row already given by another engine.
 
