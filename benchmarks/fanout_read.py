@@ -6,8 +6,9 @@
   (``sorted`` on the ORDER BY key, then the LIMIT);
 * **fan-out, parallel**: a ``RoutingSession`` whose router answers the list
   of the N engine names for the model, so that ``session.scalars(stmt)``
-  runs on every engine at once in ``pyramid_dbrouter.fanout``'s thread pool
-  (8 workers) and merges the rows exactly.
+  runs on every engine -- SQLite files in the caller's thread (nothing to
+  overlap), servers at once in the application's pool -- and merges the rows
+  exactly.
 
 Each engine holds ``ROWS`` rows with ids of its own; the statement is
 ``select(Item).order_by(Item.value, Item.id).limit(10)`` (an index on

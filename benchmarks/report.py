@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 
 import _bench
+import fanout_latency
+import fanout_memory
 import fanout_read
 import full_request
 import profiling
@@ -53,7 +55,8 @@ HERE = _bench.HERE
 GOAL_ROUTING = 1.05
 GOAL_VS_SHARDED = 1.0
 GOAL_THROUGHPUT = 0.9
-GOAL_FANOUT = 1.0  # proposed: parallel no slower than one after another
+GOAL_FANOUT = 1.0  # issue 13: never slower than the loop by hand
+GOAL_FANOUT_LATENCY = 1.15  # issue 13: <= 1.15x one database's latency
 GOAL_2PC_TWO_WRITERS = 1.3  # the issue's: at most 1.3x stock
 GOAL_2PC_ONE_WRITER = 1 / 1.5  # the issue's: at least 1.5x faster than stock
 
@@ -193,6 +196,31 @@ def key_rows(results):
             "max",
             proposed=True,
         )
+    result = results.get("fanout_latency")
+    if isinstance(result, dict) and "cases" in result:
+        one, by_hand, _sharded, fanout, _floor = fanout_latency.CONTENDERS
+        backend = f"{result['shards']} PostgreSQL databases"
+        for case, data in result["cases"].items():
+            if case == "no added latency":
+                add(
+                    f"fan-out, {case}",
+                    backend,
+                    fanout,
+                    by_hand,
+                    ratio(data, fanout, by_hand),
+                    GOAL_FANOUT,
+                    "max",
+                )
+            else:
+                add(
+                    f"fan-out, {case}",
+                    backend,
+                    fanout,
+                    one,
+                    ratio(data, fanout, one),
+                    GOAL_FANOUT_LATENCY,
+                    "max",
+                )
     result = results.get("twophase")
     if isinstance(result, dict) and "operations" in result:
         for label, goal in (
@@ -678,6 +706,33 @@ def write_report(results, rows, plots, path, elapsed, quick):
                 f"[{r['p25']:.3f}–{r['p75']:.3f}] | {r['cpu']:.3f}x |"
             )
         lines.append("")
+    latency = sections.get("fanout_latency")
+    if isinstance(latency, dict) and "cases" in latency:
+        lines += [
+            f"## Fan-out over {latency['shards']} PostgreSQL databases, with latency",
+            "",
+            "`select(Item).order_by(Item.value, Item.id).limit(10)`, 1,000 rows per "
+            "database; latency injected by a delaying TCP proxy on loopback (half "
+            "the delay each way), slow queries by `WHERE (SELECT pg_sleep(s)) IS "
+            "NOT NULL`. ShardedSession runs the shards one after another and "
+            "concatenates (its 80 rows are then sorted and cut in Python). See "
+            "`fanout_latency.py`.",
+            "",
+            fanout_latency.table(latency),
+            "",
+        ]
+    memory = sections.get("fanout_memory")
+    if isinstance(memory, dict) and "cases" in memory:
+        lines += [
+            f"## Fan-out over {fanout_memory.SHARDS} databases of "
+            f"{memory['rows_per_database']:,} rows: rows fetched, peak memory",
+            "",
+            "Each read in a fresh process; peak RSS is its `ru_maxrss`. See "
+            "`fanout_memory.py`.",
+            "",
+            fanout_memory.table(memory),
+            "",
+        ]
     tp = sections.get("twophase", {})
     if "operations" in tp:
         lines += [
@@ -863,6 +918,9 @@ def main(argv=None):
         pg_part("request_pg", lambda: full_request.run(quick, postgres=pg))
         _guarded("fanout_sqlite", lambda: fanout_read.run(quick, shards=4), sections)
         pg_part("fanout_pg", lambda: fanout_read.run(quick, postgres=pg, shards=4))
+        pg_part("fanout_latency", lambda: fanout_latency.run(quick, postgres=pg))
+        rows = 100_000 if quick else 1_000_000
+        pg_part("fanout_memory", lambda: fanout_memory.run(pg, rows=rows))
         pg_part("twophase", lambda: twophase.run(quick, clusters=clusters))
         _guarded("scale", lambda: scale.run(quick), sections)
         _guarded("profile", lambda: profiling.run(quick, out_dir=json_dir), sections)

@@ -27,6 +27,7 @@ from .exceptions import (
     UnknownBindError,
     UnsafeCommitError,
 )
+from .fanout import FanoutEngineError, FanoutTimeoutError
 from .masking import mask_url
 from .migrate import init_db
 from .routers import RouterChain
@@ -46,7 +47,9 @@ __all__ = [
     "CrossDatabaseRelationError",
     "DBRouterError",
     "EngineRegistry",
+    "FanoutEngineError",
     "FanoutError",
+    "FanoutTimeoutError",
     "RouterAnswerError",
     "RouterChain",
     "RoutingSession",

@@ -12,6 +12,7 @@ from pyramid.path import DottedNameResolver
 
 from .engines import EngineRegistry, engine_spec, make_engine
 from .exceptions import ConfigurationError
+from .fanout import configure_fanout
 from .masking import mask_url
 from .routers import RouterChain, check_router
 from .settings import DEFAULT, ENGINE_NAME, check_engine_name, parse_settings
@@ -211,6 +212,12 @@ def finish(registry):
         mode=state.settings.twophase,
         coordinator=state.settings.coordinator,
         prefix=state.settings.xid_prefix,
+    )
+    configure_fanout(
+        state.engines,
+        workers=state.settings.fanout_workers,
+        timeout=state.settings.fanout_timeout,
+        parallel=state.settings.fanout_parallel,
     )
     state.factory = get_session_factory(
         state.engines, state.chain, state.policy, factory=state.factory

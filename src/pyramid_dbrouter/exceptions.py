@@ -45,12 +45,13 @@ class CrossDatabaseRelationError(DBRouterError):
 
 
 class FanoutError(DBRouterError):
-    """A statement read from several engines cannot be merged exactly.
+    """A read from several engines cannot be answered as one database would.
 
-    Aggregates, ``DISTINCT``, ``GROUP BY`` and ``ORDER BY`` on expressions
-    that are not selected would give a different answer than one database
-    holding all the rows.  Ask for ``execution_options(fanout="concat")`` to
-    get each engine's rows in turn instead.
+    Raised before any SQL for what cannot be merged exactly
+    (``COUNT(DISTINCT ...)``, window functions, ``ORDER BY`` on expressions
+    that are not selected...; ask for ``execution_options(fanout="concat")``
+    to get each engine's rows in turn instead), and, through its subclasses
+    in :mod:`pyramid_dbrouter.fanout`, when an engine is too slow or fails.
     """
 
 

@@ -1,41 +1,212 @@
 """Reading from several engines at once, merged as if one database answered.
 
-When ``db_for_read`` answers a list of names, the statement runs on each
-engine **in parallel**, each on that engine's connection of the session's
-transaction.  Only the database conversation happens in the worker threads:
-the statement is prepared, and objects are built, in the caller's thread,
-because a Session is not thread-safe.
+When ``db_for_read`` answers a list of names, the statement runs on each of
+those engines, each on that engine's connection of the session's transaction,
+and the answers are merged (:mod:`pyramid_dbrouter.fanout_merge`,
+:mod:`pyramid_dbrouter.fanout_aggregate`) -- or, with
+``execution_options(fanout="concat")``, given engine after engine.
 
-Rows are then merged honouring ``ORDER BY`` (on selected columns or on
-attributes of selected entities), ``LIMIT`` and ``OFFSET``: each engine is
-asked for ``LIMIT + OFFSET`` rows without offset, the sorted union is cut
-as one database would.  What cannot be merged exactly -- aggregates,
-``DISTINCT``, ``GROUP BY``, ``HAVING``, compound selects, ``ORDER BY`` on
-something that is not selected -- raises :class:`FanoutError` before any
-SQL runs, unless the statement asks for ``execution_options(fanout="concat")``:
-each engine's rows in turn, in the order the router named the engines.
+Where the time goes decides how the engines are read:
+
+* an engine with I/O to wait for (a server) is read by a worker of a pool
+  shared by the application (``dbrouter.fanout_workers`` threads, started once
+  and reused): its waits overlap with the others';
+* an engine without (SQLite, in process) is read in the caller's thread:
+  a thread would only add a hand-over to a query that holds the GIL anyway.
+
+``dbrouter.fanout_parallel`` (``auto``, ``always``, ``never``) overrides the
+choice.  Only the conversation with the database happens in a worker: the
+statement is prepared, the connections are taken, and the objects are built
+in the caller's thread, because a Session is not thread-safe.
+
+``dbrouter.fanout_timeout`` bounds how long the caller waits for the workers:
+a database that has not answered by then has its query cancelled, and the
+read raises :class:`FanoutTimeoutError` naming it.  A database that fails
+fails the whole read (:class:`FanoutEngineError`, naming it).  Either way the
+caller gets no rows at all, never a partial answer, and no worker still holds
+a connection when the error reaches the caller (who then rolls back).
 """
 
+import threading
+import time
+import weakref
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
 from sqlalchemy import inspect
-from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
-from sqlalchemy.exc import CompileError
-from sqlalchemy.sql import operators, visitors
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.base import CompileState
-from sqlalchemy.sql.elements import Label, UnaryExpression
-from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.sql.selectable import Select
+from sqlalchemy.util import to_list
 
 from .exceptions import FanoutError
+from .fanout_aggregate import AggregatePlan, is_aggregate
+from .fanout_merge import (
+    _CACHE_SIZE,
+    _ORDERINGS,
+    Ordering,
+    RowsPlan,
+    buffered,
+    fetch_raw,
+    refuse,
+)
 from .settings import DEFAULT
 
 MODES = ("merge", "concat")
-AGGREGATES = frozenset(
-    "count sum avg min max every bool_and bool_or array_agg string_agg "
-    "group_concat json_agg jsonb_agg stddev variance percentile_cont "
-    "percentile_disc mode rank dense_rank".split()
-)
-# databases that sort NULL above every value (NULLS LAST for ASC)
-_NULLS_HIGH = frozenset({"postgresql", "oracle"})
+PARALLEL_MODES = ("auto", "always", "never")
+#: dialects that run in this process: nothing to overlap
+IN_PROCESS_DIALECTS = frozenset({"sqlite"})
+DEFAULT_WORKERS = 8
+
+
+def plan_for(statement, dialect_name, names):
+    """The merge plan of *statement* over the engines *names*, or FanoutError."""
+    key = statement._generate_cache_key() if isinstance(statement, Select) else None
+    key = None if key is None else key.key  # the hashable part: the shape
+    if key is not None:
+        ordering = _ORDERINGS.get((key, dialect_name))
+        if ordering is not None:
+            return RowsPlan(statement, names, ordering)
+    if not isinstance(statement, Select):
+        refuse(statement, names, f"a {type(statement).__name__}")
+    if statement._distinct_on:
+        refuse(statement, names, "DISTINCT ON")
+    extensions = getattr(statement, "_get_syntax_extensions_as_dict", None)
+    for extension in (extensions() if extensions else {}).values():
+        # e.g. PostgreSQL's distinct_on() in SQLAlchemy 2.1
+        what = type(extension).__name__
+        refuse(statement, names, "DISTINCT ON" if "DistinctOn" in what else what)
+    if is_aggregate(statement, names):
+        # not cached: HAVING's literal values are part of the plan
+        return AggregatePlan(statement, dialect_name, names)
+    ordering = Ordering(statement, dialect_name, names)
+    if key is not None:
+        if len(_ORDERINGS) >= _CACHE_SIZE:
+            _ORDERINGS.pop(next(iter(_ORDERINGS)), None)
+        _ORDERINGS[key, dialect_name] = ordering
+    return RowsPlan(statement, names, ordering)
+
+
+#: how to sort each statement's rows, by (SQLAlchemy cache key, dialect): the
+#: same statement built again in the next request finds its plan here
+
+
+class FanoutTimeoutError(FanoutError):
+    """A database did not answer a fan-out read within ``dbrouter.fanout_timeout``."""
+
+    def __init__(self, message, engines):
+        super().__init__(message)
+        #: the names of the engines that had not answered
+        self.engines = engines
+
+
+class FanoutEngineError(FanoutError):
+    """A database failed during a fan-out read; ``__cause__`` is its error."""
+
+    def __init__(self, message, engine):
+        super().__init__(message)
+        #: the name of the engine that failed
+        self.engine = engine
+
+
+class FanoutPool:
+    """How one application reads fan-outs: its worker pool and its limits.
+
+    The threads start on first use, at most *workers* of them, and are then
+    reused by every fan-out of every request of the application.
+    """
+
+    def __init__(self, workers=DEFAULT_WORKERS, timeout=None, parallel="auto"):
+        self.workers = workers
+        self.timeout = timeout
+        self.parallel = parallel
+        self._executor = None
+        self._lock = threading.Lock()
+
+    def executor(self):
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=self.workers, thread_name_prefix="dbrouter-fanout"
+                    )
+        return self._executor
+
+    def shutdown(self):
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    def in_worker(self, engine):
+        """Whether *engine* is read by a worker rather than by the caller."""
+        if self.parallel == "auto":
+            return engine.dialect.name not in IN_PROCESS_DIALECTS
+        return self.parallel == "always"
+
+
+_POOLS = weakref.WeakKeyDictionary()
+_POOLS_LOCK = threading.Lock()
+
+
+def configure_fanout(engines, workers=DEFAULT_WORKERS, timeout=None, parallel="auto"):
+    """Give the :class:`~pyramid_dbrouter.engines.EngineRegistry` *engines*
+    its fan-out pool (the ``dbrouter.fanout_*`` settings); return it."""
+    pool = FanoutPool(workers, timeout, parallel)
+    with _POOLS_LOCK:
+        old = _POOLS.get(engines)
+        _POOLS[engines] = pool
+    if old is not None:
+        old.shutdown()
+    # the threads end with the application's engines
+    weakref.finalize(engines, pool.shutdown)
+    return pool
+
+
+def fanout_pool(engines):
+    """The fan-out pool of *engines* (the defaults if none was configured)."""
+    pool = _POOLS.get(engines)
+    if pool is None:
+        with _POOLS_LOCK:
+            pool = _POOLS.get(engines)
+        if pool is None:
+            pool = configure_fanout(engines)
+    return pool
+
+
+# -- get() over several engines ---------------------------------------------------
+
+
+def identity_first(session, entity, ident, names):
+    """The object of primary key *ident* already in the session under one of
+    the engines *names* (in order), or None: no SQL is emitted.
+
+    An expired object is left to ``get()``, which refreshes it."""
+    mapper = inspect(entity).mapper
+    if isinstance(ident, dict):
+        try:
+            ident = [
+                ident[mapper.get_property_by_column(c).key] for c in mapper.primary_key
+            ]
+        except KeyError:
+            return None  # get() raises its own error
+    identity = to_list(ident, default=[None])
+    if len(identity) != len(mapper.primary_key):
+        return None
+    identity_map = session.identity_map
+    for name in names:
+        key = mapper.identity_key_from_primary_key(
+            identity, identity_token=None if name == DEFAULT else name
+        )
+        instance = identity_map.get(key)
+        if instance is None:
+            continue
+        state = inspect(instance)
+        if state.expired or (mapper.inherits and not state.mapper.isa(mapper)):
+            return None
+        return instance
+    return None
+
+
+# -- statements -------------------------------------------------------------------
 
 
 def execute_fanout(
@@ -51,263 +222,245 @@ def execute_fanout(
     engines = [(name, session.engine(name, "a router")) for name in names]
     plan = None
     if mode == "merge":
-        plan = MergePlan(statement, engines[0][1].dialect.name, names)
+        # refuses what cannot be merged exactly, before any SQL
+        plan = plan_for(statement, engines[0][1].dialect.name, names)
         statement = plan.statement
-    jobs = _prepare(
+    prepared = _prepare(
         session, engines, statement, params, execution_options, bind_arguments
     )
-    results = _run_parallel(session, jobs)
-    if mode == "concat":
+    bounded = plan is not None and getattr(plan, "bounded", False)
+    jobs, cursors, rows = _run(fanout_pool(session.engines), prepared, names, bounded)
+    order = None
+    if bounded:
+        # at most OFFSET + LIMIT rows each: merged before objects are built,
+        # so that only the rows kept become objects
+        raw = plan.merge_raw(cursors, rows)
+        if raw is None:
+            cursors = [buffered(c, r) for c, r in zip(cursors, rows, strict=True)]
+        else:
+            used, order = raw
+            for cursor in cursors:
+                cursor._soft_close()
+            jobs = [jobs[i] for i, _cursor in used]
+            cursors = [cursor for _i, cursor in used]
+    results = _results(session, jobs, cursors)
+    if plan is None:
         merged = results[0].merge(*results[1:])
+    elif order is not None:
+        merged = plan.merge(results, order)
     else:
         merged = plan.merge(results)
     return merged.scalar() if kw.get("_scalar_result") else merged
 
 
+def _results(session, jobs, cursors):
+    """The Results of *cursors*, objects built by the ORM (in this thread)."""
+    results = []
+    for job, cursor in zip(jobs, cursors, strict=True):
+        if job.cls is None:
+            results.append(cursor)
+        else:
+            results.append(
+                job.cls.orm_setup_cursor_result(
+                    session, job.stmt, job.params, job.options, job.binds, cursor
+                )
+            )
+    return results
+
+
+class _Job:
+    __slots__ = ("name", "engine", "cls", "conn", "stmt", "params", "options", "binds")
+
+    def __init__(self, name, engine, cls, conn, stmt, params, options, binds):
+        self.name = name
+        self.engine = engine
+        self.cls = cls
+        self.conn = conn
+        self.stmt = stmt
+        self.params = params
+        self.options = options
+        self.binds = binds
+
+
 def _prepare(session, engines, statement, params, execution_options, bind_arguments):
     """Begin each engine's part of the transaction and prepare its statement,
-    in this thread: both touch the session."""
+    in this thread (both touch the session): yields each engine's job as soon
+    as it is ready, so that a worker can start on it at once."""
     orm = statement._propagate_attrs.get("compile_state_plugin", None) == "orm"
     compile_state_cls = (
         CompileState._get_plugin_class_for_plugin(statement, "orm") if orm else None
     )
     if session.execution_options:
         execution_options = session.execution_options.union(execution_options)
-    jobs = []
-    for name, engine in engines:
-        options = dict(execution_options)
-        if name != DEFAULT:
-            options["identity_token"] = name
-        binds = dict(bind_arguments or ())
-        binds["bind"] = engine
+    first = None  # the first engine's ORM options, which the others share
+    for index, (name, engine) in enumerate(engines):
+        token = None if name == DEFAULT else name
         stmt, stmt_params = statement, params
-        if compile_state_cls is not None:
-            stmt, options, stmt_params = compile_state_cls.orm_pre_session_exec(
-                session, statement, params, options, binds, False
+        if compile_state_cls is not None and first is not None:
+            # what orm_pre_session_exec() gave the first engine, with this
+            # engine's identity token (and no second autoflush)
+            options, binds = first
+            load = options["_sa_orm_load_options"]
+            options = options.union(
+                {
+                    "_sa_orm_load_options": load
+                    + {"_identity_token": token, "_autoflush": False}
+                }
             )
+            binds = dict(binds)
+            binds["bind"] = engine
         else:
-            binds.setdefault("clause", statement)
-            session._autoflush()
-        conn = session._connection_for_bind(engine)
-        jobs.append((compile_state_cls, conn, stmt, stmt_params, options, binds))
-    return jobs
-
-
-def _fetch(conn, statement, params, options):
-    """In a worker thread: execute, and read every row off the cursor."""
-    result = conn.execute(statement, params or {}, execution_options=options)
-    if not result.returns_rows:
-        return result
-    # as CursorResult.splice_vertically does: a clone holding the rows
-    buffered = result._generate()
-    rows = list(result._raw_row_iterator())
-    buffered.cursor_strategy = FullyBufferedCursorFetchStrategy(
-        None, initial_buffer=rows
-    )
-    buffered._reset_memoizations()
-    return buffered
-
-
-def _run_parallel(session, jobs):
-    pool = session.engines.executor()
-    futures = [
-        pool.submit(_fetch, conn, stmt, stmt_params, options)
-        for _cls, conn, stmt, stmt_params, options, _binds in jobs[1:]
-    ]
-    # the caller's thread reads the first engine meanwhile, and waits for
-    # every engine before raising, so that no worker still uses a connection
-    # when the caller rolls back
-    _cls, conn, stmt, stmt_params, options, _binds = jobs[0]
-    outcomes = []
-    try:
-        outcomes.append((_fetch(conn, stmt, stmt_params, options), None))
-    except BaseException as exc:  # noqa: BLE001 - re-raised below
-        outcomes.append((None, exc))
-    for future in futures:
-        try:
-            outcomes.append((future.result(), None))
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            outcomes.append((None, exc))
-    for _result, error in outcomes:
-        if error is not None:
-            raise error
-    results = []
-    for (cls, _conn, stmt, stmt_params, options, binds), (cursor, _) in zip(
-        jobs, outcomes, strict=True
-    ):
-        if cls is None:
-            results.append(cursor)
-        else:
-            results.append(
-                cls.orm_setup_cursor_result(
-                    session, stmt, stmt_params, options, binds, cursor
+            options = dict(execution_options)
+            if token is not None:
+                options["identity_token"] = token
+            binds = dict(bind_arguments or ())
+            binds["bind"] = engine
+            if compile_state_cls is not None:
+                stmt, options, stmt_params = compile_state_cls.orm_pre_session_exec(
+                    session, statement, params, options, binds, False
                 )
-            )
-    return results
-
-
-class MergePlan:
-    """How to merge one SELECT's rows from several engines, or why not."""
-
-    def __init__(self, statement, dialect_name, names):
-        self.names = names
-        self.original = statement
-        if not isinstance(statement, Select):
-            self._refuse(statement, f"a {type(statement).__name__} cannot be merged")
-        if statement._distinct or statement._distinct_on:
-            self._refuse(statement, "DISTINCT")
-        if statement._group_by_clauses:
-            self._refuse(statement, "GROUP BY")
-        if statement._having_criteria:
-            self._refuse(statement, "HAVING")
-        for column in statement.selected_columns:
-            for element in visitors.iterate(column):
-                if isinstance(element, FunctionElement) and (
-                    getattr(element, "name", "").lower() in AGGREGATES
-                ):
-                    self._refuse(statement, f"the aggregate {element.name}()")
-        try:
-            self.limit = statement._limit
-            self.offset = statement._offset or 0
-        except CompileError:
-            self._refuse(statement, "a LIMIT or OFFSET that is not a plain integer")
-        if self.offset:
-            # each engine gives the rows up to the end of the page
-            if self.limit is not None:
-                statement = statement.limit(self.limit + self.offset)
-            statement = statement.offset(None)
-        self.statement = statement
-        nulls_high = dialect_name in _NULLS_HIGH
-        self.keys = [
-            self._sort_key(clause, nulls_high) for clause in statement._order_by_clauses
-        ]
-
-    def _refuse(self, statement, what):
-        raise FanoutError(
-            f"cannot merge {what} read from engines {', '.join(self.names)}: one "
-            "database holding all the rows would answer differently; run it on "
-            "one engine with using_bind(), or ask for each engine's rows in turn "
-            "with .execution_options(fanout='concat')"
+                if "_sa_orm_load_options" in options:
+                    first = (options, binds)
+            else:
+                binds.setdefault("clause", statement)
+                if not index:
+                    session._autoflush()
+        conn = session._connection_for_bind(engine)
+        yield _Job(
+            name, engine, compile_state_cls, conn, stmt, stmt_params, options, binds
         )
 
-    def _sort_key(self, clause, nulls_high):
-        descending, nulls_first = False, None
-        element = clause
-        while isinstance(element, UnaryExpression) and element.modifier in (
-            operators.desc_op,
-            operators.asc_op,
-            operators.nulls_first_op,
-            operators.nulls_last_op,
-        ):
-            if element.modifier is operators.desc_op:
-                descending = True
-            elif element.modifier is operators.nulls_first_op:
-                nulls_first = True
-            elif element.modifier is operators.nulls_last_op:
-                nulls_first = False
-            element = element.element
-        element = (
-            getattr(element, "element", element) if _is_label_ref(element) else element
-        )
-        if nulls_first is None:
-            nulls_first = nulls_high == descending
-        getter = self._getter(element)
-        if getter is None:
-            self._refuse(
-                self.original,
-                f"ORDER BY {element} (it is not a selected column or attribute)",
-            )
-        return getter, descending, nulls_first
 
-    def _getter(self, element):
-        base = _base_column(element)
-        descriptions = self.original.column_descriptions
-        for index, description in enumerate(descriptions):
-            expr = description.get("expr")
-            if expr is None or _is_entity(expr):
-                continue
-            column = (
-                expr.__clause_element__()
-                if hasattr(expr, "__clause_element__")
-                else expr
-            )
-            if _base_column(column) is base or (
-                isinstance(element, Label | str)
-                and description.get("name") == getattr(element, "name", element)
-            ):
-                return _item(index)
-        annotations = getattr(element, "_annotations", {})
-        owner = annotations.get("parententity")
-        for index, description in enumerate(descriptions):
-            expr = description.get("expr")
-            if expr is None or not _is_entity(expr):
-                continue
-            mapper = inspect(description["entity"]).mapper
-            try:
-                prop = mapper.get_property_by_column(base)
-            except Exception:
-                prop = None
-            if prop is None and owner is not None and "proxy_key" in annotations:
-                if owner.mapper.isa(mapper) or mapper.isa(owner.mapper):
-                    return _attribute(index, annotations["proxy_key"])
-            if prop is not None:
-                return _attribute(index, prop.key)
-        return None
-
-    def merge(self, results):
-        frozen = [result.freeze() for result in results]
-        scalars = frozen[0]._source_supports_scalars
-        rows = [row for each in frozen for row in each.data]
-        # one stable sort per key, the least significant first: the engines'
-        # sorted lists, concatenated in the router's order, end up merged as
-        # one database would have sorted them.  NULLs are ranked by a tuple,
-        # so that no Python comparison function runs per pair.
-        for getter, descending, nulls_first in reversed(self.keys):
-            if scalars:
-                getter = _scalar_getter(getter)
-            null_rank = 0 if nulls_first != descending else 2
-            rows.sort(key=_null_ranked(getter, null_rank), reverse=descending)
-        stop = None if self.limit is None else self.offset + self.limit
-        rows = rows[self.offset : stop]
-        if scalars:
-            rows = [[row] for row in rows]
-        return frozen[0].with_new_rows(rows)()
+def _execute(job, prefetch):
+    """Run *job*; with *prefetch*, read its raw rows too (where they are read
+    matters when the cursor is on the server, as with ``yield_per``)."""
+    cursor = job.conn.execute(job.stmt, job.params or {}, execution_options=job.options)
+    return cursor, fetch_raw(cursor) if prefetch else None
 
 
-def _null_ranked(getter, null_rank):
-    def key(row):
-        value = getter(row)
-        return (null_rank, 0) if value is None else (1, value)
-
-    return key
-
-
-def _is_label_ref(element):
-    return type(element).__name__ in ("_label_reference", "_textual_label_reference")
-
-
-def _is_entity(expr):
+def _run(pool, prepared, names, prefetch=False):
+    """Execute each job of *prepared* as it comes; return the jobs, their
+    cursors, and their raw rows if *prefetch* (else Nones), in order."""
+    jobs, futures, local = [], {}, []
+    failure = None
+    started = None
     try:
-        insp = inspect(expr)
-    except Exception:
+        for job in prepared:
+            jobs.append(job)
+            if pool.in_worker(job.engine):
+                if started is None:
+                    started = time.monotonic()
+                future = pool.executor().submit(_execute, job, prefetch)
+                futures[future] = len(jobs) - 1
+            else:
+                local.append(len(jobs) - 1)
+    except Exception as exc:  # noqa: BLE001 - raised once the workers are done
+        failure = (names[len(jobs)], exc)  # the engine being prepared
+    outcomes = [(None, None)] * len(jobs)
+    # the caller reads the in-process engines while the workers wait
+    for index in local if failure is None else ():
+        try:
+            outcomes[index] = _execute(jobs[index], prefetch)
+        except Exception as exc:  # noqa: BLE001 - raised once the workers are done
+            failure = (jobs[index].name, exc)
+            break
+    if futures:
+        failure = _wait(pool, started, jobs, futures, outcomes, failure)
+    if failure is not None:
+        name, exc = failure
+        if isinstance(exc, FanoutError):
+            raise exc
+        raise _engine_failed(name, names, exc) from exc
+    return jobs, [o[0] for o in outcomes], [o[1] for o in outcomes]
+
+
+def _wait(pool, started, jobs, futures, outcomes, failure):
+    """Wait for the workers, within the timeout; cancel the laggards.
+
+    Returns the first failure as ``(engine name, exception)``, or None.  Never
+    returns while a worker still uses one of the session's connections.
+    """
+    names = [j.name for j in jobs]
+    deadline = None if pool.timeout is None else started + pool.timeout
+    pending = set(futures)
+    while pending and failure is None:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done, pending = wait(pending, timeout=left, return_when=FIRST_EXCEPTION)
+        for future in done:
+            exc = future.exception()
+            if exc is not None and failure is None:
+                failure = (jobs[futures[future]].name, exc)
+            elif exc is None:
+                outcomes[futures[future]] = future.result()
+        if pending and deadline is not None and time.monotonic() >= deadline:
+            slow = [jobs[futures[f]].name for f in pending]
+            failure = (
+                slow[0],
+                FanoutTimeoutError(
+                    f"fan-out read over engines {', '.join(names)}: "
+                    f"{_and(slow)} did not answer within dbrouter.fanout_timeout="
+                    f"{pool.timeout:g}s; the read was abandoned (no partial result)",
+                    slow,
+                ),
+            )
+    if pending:
+        # a failure or a timeout: stop the others' queries, and wait until no
+        # worker holds a connection, since the caller will roll them back
+        for future in pending:
+            if not future.cancel():
+                _cancel_query(jobs[futures[future]].conn)
+        wait(pending)
+        for future in pending:
+            if not future.cancelled() and future.exception() is None:
+                outcomes[futures[future]] = future.result()
+    return failure
+
+
+def _cancel_query(conn):
+    """Ask the database to cancel what *conn* is running (psycopg, psycopg2)."""
+    try:
+        dbapi_connection = conn.connection.dbapi_connection
+    except Exception:  # noqa: BLE001 - invalidated or closed: nothing runs
+        return
+    cancel = getattr(dbapi_connection, "cancel_safe", None) or getattr(
+        dbapi_connection, "cancel", None
+    )
+    if cancel is not None:
+        try:
+            cancel()
+        except Exception:  # noqa: BLE001 - best effort; the wait below still holds
+            pass
+
+
+def _and(names):
+    quoted = [repr(n) for n in names]
+    shown = (
+        quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+    )
+    return f"engine {shown}" if len(quoted) == 1 else f"engines {shown}"
+
+
+def _engine_failed(name, names, exc):
+    error = FanoutEngineError(
+        f"fan-out read over engines {', '.join(names)}: engine {name!r} failed, "
+        f"so the whole read did (no partial result): {type(exc).__name__}: "
+        f"{str(exc).splitlines()[0] if str(exc) else ''}",
+        name,
+    )
+    if _retryable(exc):
+        from pyramid_retry import mark_error_retryable
+
+        mark_error_retryable(error)
+    return error
+
+
+def _retryable(exc):
+    """Whether zope.sqlalchemy (and so pyramid_tm) would retry *exc*."""
+    if not isinstance(exc, DBAPIError):
         return False
-    return getattr(insp, "is_mapper", False) or getattr(insp, "is_aliased_class", False)
+    from zope.sqlalchemy.datamanager import _retryable_errors
 
-
-def _base_column(element):
-    if isinstance(element, Label):
-        element = element.element
-    deannotate = getattr(element, "_deannotate", None)
-    return deannotate() if deannotate is not None else element
-
-
-def _item(index):
-    return lambda row: row[index]
-
-
-def _attribute(index, key):
-    return lambda row: getattr(row[index], key)
-
-
-def _scalar_getter(getter):
-    return lambda value: getter((value,))
+    return any(
+        isinstance(exc.orig, kind) and (test is None or test(exc.orig))
+        for kind, test in _retryable_errors
+    )

@@ -31,7 +31,7 @@ from sqlalchemy.util import EMPTY_DICT
 
 from .binding import BoundSession
 from .exceptions import CrossDatabaseRelationError, DBRouterError
-from .fanout import execute_fanout
+from .fanout import execute_fanout, identity_first
 from .routing import (
     BIND_OPTION,
     DEFAULT_ROUTE,
@@ -369,8 +369,19 @@ class RoutingSession(Session):
             )
         routed = self._dbr_route(_model_of(entity), False, identity=ident)
         name = routed.name
-        # over a fan-out, the engines in order and the first hit
-        for each in name if isinstance(name, list) else (name,):
+        names = name if isinstance(name, list) else (name,)
+        if (
+            len(names) > 1
+            and not kw.get("populate_existing")
+            and kw.get("with_for_update") is None
+        ):
+            # over a fan-out, an object already loaded from any of the engines
+            # is returned with no SQL, as Session.get() would
+            found = identity_first(self, entity, ident, names)
+            if found is not None:
+                return found
+        # then the engines in order and the first hit
+        for each in names:
             found = super().get(
                 entity,
                 ident,

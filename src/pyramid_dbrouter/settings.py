@@ -27,6 +27,7 @@ ENGINE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 #: bytes per id, so the prefix stays short and starts with a letter.
 XID_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$")
 TWOPHASE_MODES = ("auto", "off")
+FANOUT_PARALLEL_MODES = ("auto", "always", "never")
 
 
 def check_engine_name(name, key):
@@ -67,6 +68,21 @@ def as_positive_int(value, key):
     return number
 
 
+def as_timeout(value, key):
+    """Seconds (a positive number), or None for ``none``/empty: no limit."""
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigurationError(
+            f"{key}: {value!r} is not a positive number of seconds (or 'none')"
+        )
+    return seconds
+
+
 @dataclass
 class EngineSpec:
     """What the settings say about one named engine; it is created later."""
@@ -86,6 +102,9 @@ class DBRouterSettings:
     xid_prefix: str = "dbr"
     max_dynamic_engines: int = 32
     metadata: str = None
+    fanout_workers: int = 8
+    fanout_timeout: float = None
+    fanout_parallel: str = "auto"
 
 
 def _routers(value, key):
@@ -115,6 +134,15 @@ def _xid_prefix(value, key):
     return prefix
 
 
+def _fanout_parallel(value, key):
+    mode = str(value).strip().lower()
+    if mode not in FANOUT_PARALLEL_MODES:
+        raise ConfigurationError(
+            f"{key}: {value!r} is not one of " + ", ".join(FANOUT_PARALLEL_MODES)
+        )
+    return mode
+
+
 def _optional(value, key):
     return value or None
 
@@ -142,6 +170,9 @@ SETTINGS = (
     Setting("xid_prefix", "dbr", _xid_prefix),
     Setting("max_dynamic_engines", 32, lambda v, k: as_positive_int(v, k)),
     Setting("metadata", None, _optional),
+    Setting("fanout_workers", 8, lambda v, k: as_positive_int(v, k)),
+    Setting("fanout_timeout", None, lambda v, k: as_timeout(v, k)),
+    Setting("fanout_parallel", "auto", _fanout_parallel),
 )
 
 
