@@ -16,6 +16,7 @@ SQL runs, unless the statement asks for ``execution_options(fanout="concat")``:
 each engine's rows in turn, in the order the router named the engines.
 """
 
+from sqlalchemy import __version__ as sqlalchemy_version
 from sqlalchemy import inspect
 from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
 from sqlalchemy.exc import CompileError
@@ -36,6 +37,9 @@ AGGREGATES = frozenset(
 )
 # databases that sort NULL above every value (NULLS LAST for ASC)
 _NULLS_HIGH = frozenset({"postgresql", "oracle"})
+# SQLAlchemy 2.1 added Session.execution_options, and its ORM
+# orm_pre_session_exec() returns the parameters as well
+_SA_2_1 = tuple(int(part) for part in sqlalchemy_version.split(".")[:2]) >= (2, 1)
 
 
 def execute_fanout(
@@ -71,7 +75,7 @@ def _prepare(session, engines, statement, params, execution_options, bind_argume
     compile_state_cls = (
         CompileState._get_plugin_class_for_plugin(statement, "orm") if orm else None
     )
-    if session.execution_options:
+    if _SA_2_1 and session.execution_options:
         execution_options = session.execution_options.union(execution_options)
     jobs = []
     for name, engine in engines:
@@ -82,9 +86,13 @@ def _prepare(session, engines, statement, params, execution_options, bind_argume
         binds["bind"] = engine
         stmt, stmt_params = statement, params
         if compile_state_cls is not None:
-            stmt, options, stmt_params = compile_state_cls.orm_pre_session_exec(
+            prepared = compile_state_cls.orm_pre_session_exec(
                 session, statement, params, options, binds, False
             )
+            if _SA_2_1:
+                stmt, options, stmt_params = prepared
+            else:
+                stmt, options = prepared
         else:
             binds.setdefault("clause", statement)
             session._autoflush()
