@@ -47,7 +47,10 @@ format: install
 	$(BIN)/ruff format $(LINT_PATHS)
 
 # Lint once, then the whole suite on each SQLAlchemy series, one after the other
-# (`make test-sa21` or `make test-sa20` runs one of them alone).
+# (`make test-sa21` or `make test-sa20` runs one of them alone).  Never in
+# parallel, even under `make -j`: both suites use the same MariaDB server, whose
+# XA branches are server-wide.
+.NOTPARALLEL:
 test: lint test-sa21 test-sa20
 
 test-sa21: install
