@@ -1,20 +1,38 @@
 # The two commands of the README: `make run` and `make test`.
 # Everything they need is installed here, into .venv, from the package index.
+# `make test` also runs the suite in .venv-sa20: the same install with the newest
+# SQLAlchemy 2.0.x instead of 2.1.x, the two series setup.cfg supports.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+VENV_SA20 ?= .venv-sa20
+# The series each virtualenv tests; pip takes the newest release of each on a
+# fresh install (the install stamp keeps what is there until setup files change).
+SA21 = SQLAlchemy >= 2.1, < 2.2
+SA20 = SQLAlchemy >= 2.0.58, < 2.1
+EXTRAS = .[testing,demo]
 LINT_PATHS = src tests benchmarks $(wildcard plugins)
+SETUP_FILES = setup.cfg setup.py pyproject.toml $(wildcard plugins/*/__init__.py)
 
-.PHONY: run test lint format bench install clean
+.PHONY: run test test-sa21 test-sa20 lint format bench install install-sa20 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python setup.cfg setup.py pyproject.toml $(wildcard plugins/*/__init__.py)
-	$(BIN)/python -m pip install --quiet --editable '.[testing,demo]'
+$(VENV)/.installed: $(BIN)/python $(SETUP_FILES)
+	$(BIN)/python -m pip install --quiet --editable '$(EXTRAS)' '$(SA21)'
+	touch $@
+
+$(VENV_SA20)/bin/python:
+	$(PYTHON) -m venv $(VENV_SA20)
+
+$(VENV_SA20)/.installed: $(VENV_SA20)/bin/python $(SETUP_FILES)
+	$(VENV_SA20)/bin/python -m pip install --quiet --editable '$(EXTRAS)' '$(SA20)'
 	touch $@
 
 install: $(VENV)/.installed
+
+install-sa20: $(VENV_SA20)/.installed
 
 run: install
 	$(BIN)/dbrouter init-db development.ini
@@ -28,12 +46,24 @@ format: install
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 	$(BIN)/ruff format $(LINT_PATHS)
 
-test: lint
+# Lint once, then the whole suite on each SQLAlchemy series, one after the other
+# (`make test-sa21` or `make test-sa20` runs one of them alone).  Never in
+# parallel, even under `make -j`: both suites use the same MariaDB server, whose
+# XA branches are server-wide.
+.NOTPARALLEL:
+test: lint test-sa21 test-sa20
+
+test-sa21: install
+	@$(BIN)/python -c 'import sqlalchemy as sa; print("== SQLAlchemy", sa.__version__)'
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-sa20: install-sa20
+	@$(VENV_SA20)/bin/python -c 'import sqlalchemy as sa; print("== SQLAlchemy", sa.__version__)'
+	$(VENV_SA20)/bin/pytest $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m pip install --quiet --editable '.[testing,bench]'
 	$(BIN)/python benchmarks/report.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info var
+	rm -rf $(VENV) $(VENV_SA20) build *.egg-info src/*.egg-info var

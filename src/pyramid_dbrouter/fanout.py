@@ -32,6 +32,7 @@ import time
 import weakref
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
+from sqlalchemy import __version__ as sqlalchemy_version
 from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
@@ -52,6 +53,9 @@ from .fanout_merge import (
 from .settings import DEFAULT
 
 MODES = ("merge", "concat")
+# SQLAlchemy 2.1 added Session.execution_options, and its ORM
+# orm_pre_session_exec() returns the parameters as well
+_SA_2_1 = tuple(int(part) for part in sqlalchemy_version.split(".")[:2]) >= (2, 1)
 PARALLEL_MODES = ("auto", "always", "never")
 #: dialects that run in this process: nothing to overlap
 IN_PROCESS_DIALECTS = frozenset({"sqlite"})
@@ -84,10 +88,6 @@ def plan_for(statement, dialect_name, names):
             _ORDERINGS.pop(next(iter(_ORDERINGS)), None)
         _ORDERINGS[key, dialect_name] = ordering
     return RowsPlan(statement, names, ordering)
-
-
-#: how to sort each statement's rows, by (SQLAlchemy cache key, dialect): the
-#: same statement built again in the next request finds its plan here
 
 
 class FanoutTimeoutError(FanoutError):
@@ -290,7 +290,7 @@ def _prepare(session, engines, statement, params, execution_options, bind_argume
     compile_state_cls = (
         CompileState._get_plugin_class_for_plugin(statement, "orm") if orm else None
     )
-    if session.execution_options:
+    if _SA_2_1 and session.execution_options:
         execution_options = session.execution_options.union(execution_options)
     first = None  # the first engine's ORM options, which the others share
     for index, (name, engine) in enumerate(engines):
@@ -316,9 +316,13 @@ def _prepare(session, engines, statement, params, execution_options, bind_argume
             binds = dict(bind_arguments or ())
             binds["bind"] = engine
             if compile_state_cls is not None:
-                stmt, options, stmt_params = compile_state_cls.orm_pre_session_exec(
+                prepared = compile_state_cls.orm_pre_session_exec(
                     session, statement, params, options, binds, False
                 )
+                if _SA_2_1:
+                    stmt, options, stmt_params = prepared
+                else:
+                    stmt, options = prepared
                 if "_sa_orm_load_options" in options:
                     first = (options, binds)
             else:
