@@ -31,4 +31,4 @@ def close_demo(app):
 
 def toolbar_url(html):
     """The URL of the debug toolbar's page of the request that made *html*."""
-    return re.search(r'/_debug_toolbar/[0-9a-f]+', html).group(0)
+    return re.search(r"/_debug_toolbar/[0-9a-f]+", html).group(0)

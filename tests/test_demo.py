@@ -156,9 +156,7 @@ def test_an_unknown_album_is_a_404(demo):
         "/albums/..%5C..%5Cwindows",
     ],
 )
-def test_a_path_traversal_album_name_is_a_404_and_touches_no_file(
-    demo, tmp_path, path
-):
+def test_a_path_traversal_album_name_is_a_404_and_touches_no_file(demo, tmp_path, path):
     add_album(demo)
     before = files_under(tmp_path)
     demo.get(path, status=404)

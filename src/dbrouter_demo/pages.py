@@ -13,7 +13,7 @@ body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#2
 header{background:#2d3a4a;color:#fff;padding:.7em 0}
 header a{color:#fff;text-decoration:none;margin-right:1.4em}
 header .brand{font-weight:600}
-main,header div,footer{max-width:58em;margin:0 auto;padding:0 1.2em}
+main,header div,footer{max-width:58rem;margin:0 auto;padding:0 1.2rem}
 main{padding-top:1em;padding-bottom:1em}
 h1{font-size:1.6em;margin:.4em 0 .6em}
 h2{font-size:1.15em;margin:1.4em 0 .5em}
@@ -25,7 +25,7 @@ label{display:block;margin:.45em 0 .15em;font-weight:500}
 input[type=text],input[type=date],input[type=search]{font:inherit;padding:.35em .5em;
  border:1px solid #bbb;border-radius:4px;width:22em;max-width:100%}
 button{font:inherit;padding:.35em 1em;border-radius:4px;border:1px solid #1d5fa8;
- background:#1d5fa8;color:#fff;cursor:pointer;margin-top:.6em}
+ background:#1d5fa8;color:#fff;cursor:pointer;margin-top:.8em;display:block}
 .error{background:#fdecea;border:1px solid #f5c2bd;color:#8a1c10;padding:.5em .8em;
  border-radius:4px}
 .note{background:#eef6ee;border:1px solid #c6e2c6;padding:.5em .8em;border-radius:4px}
@@ -35,12 +35,14 @@ table.list td,table.list th{text-align:left;padding:.35em .5em;
 .tag{display:inline-block;background:#eef1f6;border-radius:10px;padding:0 .6em;
  font-size:.85em;margin-right:.3em}
 .muted{color:#777}
-footer{font-size:12px;color:#666;padding-bottom:2em}
+footer{font-size:12px;color:#666;padding-bottom:2em;border-top:1px solid #e2e2dd;
+ margin-top:1em}
 footer h3{font-size:12px;margin:.6em 0 .2em;font-weight:600;color:#555}
 footer table{border-collapse:collapse;width:100%}
 footer td,footer th{padding:.15em .4em;border-bottom:1px solid #e8e8e4;
  vertical-align:top;text-align:left}
 footer code{font-size:11px;color:#555}
+footer td.rule{white-space:nowrap}
 .engine{font-family:ui-monospace,monospace;color:#2d3a4a;white-space:nowrap}
 """
 
@@ -67,7 +69,7 @@ def routing_footer(request):
     for statement in trace.statements if trace is not None else ():
         rows.append(
             f'<tr><td class="engine">{e(statement.engine)}</td>'
-            f"<td>{e(statement.rule)}</td>"
+            f'<td class="rule">{e(statement.rule)}</td>'
             f"<td><code>{e(short_sql(statement.sql))}</code></td></tr>"
         )
     queries = (

@@ -42,7 +42,7 @@ def home(request):
     rows = "".join(
         f'<tr><td><a href="{e(request.route_path("album", tenant=a.key))}">'
         f"{e(a.title)}</a></td><td><code>{e(a.key)}</code></td>"
-        f"<td class=\"muted\">{a.created:%Y-%m-%d %H:%M}</td></tr>"
+        f'<td class="muted">{a.created:%Y-%m-%d %H:%M}</td></tr>'
         for a in catalog
         if a.key in folders
     )

@@ -71,7 +71,8 @@ class RoutingPanel(DebugPanel):
         rows = "".join(
             "<tr>"
             f"<td>{i}</td>"
-            f'<td><code>{_e(s.engine)}</code><br><small title="URL">'
+            f"<td><code>{_e(s.engine)}</code><br>"
+            '<small title="URL" style="word-break:break-all">'
             f"{_e(self.urls.get(s.engine, ''))}</small></td>"
             f"<td>{_e(s.rule)}</td>"
             f"<td>{s.duration_ms:.2f}&nbsp;ms</td>"
@@ -82,9 +83,7 @@ class RoutingPanel(DebugPanel):
         )
         commit = trace.commit
         if commit is None:
-            ended = (
-                "rolled back: the request failed, or its transaction was aborted"
-            )
+            ended = "rolled back: the request failed, or its transaction was aborted"
         else:
             ended = commit.summary
         details = ""
@@ -100,8 +99,9 @@ class RoutingPanel(DebugPanel):
             f"{_e(ended)}</p>{details}"
             f"<h4>Statements ({len(trace.statements)})</h4>"
             '<table class="table table-striped table-condensed dbrouter-statements">'
-            "<thead><tr><th>#</th><th>engine</th><th>rule</th><th>duration</th>"
-            f"<th>kind</th><th>SQL</th></tr></thead><tbody>{rows}</tbody></table>"
+            '<thead><tr><th>#</th><th style="width:22%">engine</th>'
+            '<th style="width:16%">rule</th><th>duration</th><th>kind</th>'
+            f'<th style="width:48%">SQL</th></tr></thead><tbody>{rows}</tbody></table>'
         )
 
 

@@ -105,6 +105,7 @@ class Trace:
         self._current = None  # the reason of the ORM statement running
         self._flush = None  # {(engine, table name): {reasons}} while flushing
         self._transaction = None
+        self._manager = None
 
     @property
     def writers(self):
@@ -187,19 +188,17 @@ def _hook_transaction(trace, request, session):
     if trace._transaction is current:
         return
     trace._transaction = current
-    current.addBeforeCommitHook(_before_commit, (trace,))
-    current.addAfterCommitHook(_after_commit, (trace, session, current))
+    current.addBeforeCommitHook(_before_commit, (trace, session, current))
+    current.addAfterCommitHook(_after_commit, (trace,))
 
 
-def _before_commit(trace):
-    trace._pending = trace._current = None
-
-
-def _after_commit(status, trace, session, transaction):
+def _before_commit(trace, session, transaction):
     from .twophase import RoutingDataManager
 
-    writers = trace.writers
-    manager = next(
+    trace._pending = trace._current = None
+    # the session's data manager, read again once it committed (it has left
+    # the transaction by then)
+    trace._manager = next(
         (
             r
             for r in transaction._resources  # no public accessor exists
@@ -207,6 +206,11 @@ def _after_commit(status, trace, session, transaction):
         ),
         None,
     )
+
+
+def _after_commit(status, trace):
+    writers = trace.writers
+    manager, trace._manager = trace._manager, None
     prepared = [xid for _branch, xid in getattr(manager, "prepared", ())]
     last = getattr(manager, "last_resource", None)
     if not status:
@@ -294,7 +298,11 @@ def _after_cursor_execute(conn, cursor, statement, parameters, context, many):
     start = conn.info.pop(_START, None)
     took = (time.perf_counter() - start) * 1000 if start is not None else 0.0
     entry = Statement(
-        name, trace.rule_for(name, context, statement), statement, took, sql_writes(statement)
+        name,
+        trace.rule_for(name, context, statement),
+        statement,
+        took,
+        sql_writes(statement),
     )
     with trace._lock:
         trace.statements.append(entry)
