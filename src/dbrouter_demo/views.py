@@ -67,8 +67,8 @@ def _album_form(values=None, error=None):
     return (
         f'{_error(error)}<form method="post" action="/albums/new" class="card">'
         '<label for="title">Title</label>'
-        f'<input type="text" id="title" name="title" value="{e(values.get("title", ""))}"'
-        ' placeholder="Alps 2026">'
+        '<input type="text" id="title" name="title" '
+        f'value="{e(values.get("title", ""))}" placeholder="Alps 2026">'
         '<label for="key">Folder name</label>'
         f'<input type="text" id="key" name="key" value="{e(values.get("key", ""))}"'
         ' placeholder="alps-2026">'
