@@ -15,7 +15,7 @@ def demo_settings(folder, **extra):
         "dbrouter.tenant.root": f"{folder}/albums",
     }
     settings.update(extra)
-    return settings
+    return {k: v for k, v in settings.items() if v is not None}
 
 
 def make_demo(folder, **extra):

@@ -254,3 +254,49 @@ def test_the_debug_toolbar_panel_renders_the_routing(tmp_path):
         assert "nothing written" in text  # a GET
     finally:
         close_demo(app)
+
+
+@pytest.mark.servers
+def test_on_postgresql_archiving_is_a_two_phase_commit_shown_on_the_page(
+    tmp_path, pg_db, pg_db2
+):
+    """postgres.ini's layout: albums as databases, catalog and archive on
+    PostgreSQL; moving a picture writes two databases in one transaction."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(pg_db).set(database="postgres")
+    app = make_demo(
+        tmp_path,
+        **{
+            "sqlalchemy.url": pg_db,
+            "sqlalchemy.archive.url": pg_db2,
+            "dbrouter.tenant.mode": "database",
+            "dbrouter.tenant.url": server.render_as_string(hide_password=False),
+            "dbrouter.tenant.name_prefix": "demo_album_",
+            "dbrouter.tenant.root": None,
+            "dbrouter.xid_prefix": "demo",
+        },
+    )
+    demo = webtest.TestApp(app)
+    key = f"t{os.getpid()}"
+    try:
+        add_album(demo, key)
+        add_pic(demo, "Dawn", "2026-01-01", "sky", key=key)
+        page = demo.post(f"/albums/{key}/archive", {"pic": "1"}).follow()
+        text_ = page.html.get_text(" ")
+        assert "Copy and delete were one transaction" in text_
+        assert "two-phase commit: prepared demo:" in text_
+        assert f":tenant:{key}" in text_ and "decision on default" in text_
+        assert "found in the archive" in demo.get(f"/albums/{key}/pics/1").text
+        demo.post(f"/albums/{key}/archive", {"pic": "1"}).follow()  # again
+        archive = create_engine(pg_db2)
+        with archive.connect() as conn:
+            count = conn.execute(text("select count(*) from archived_pic"))
+            assert count.scalar() == 1
+        archive.dispose()
+    finally:
+        from dbrouter_tenant import remove_tenant
+
+        close_demo(app)
+        remove_tenant(app.registry, key)
