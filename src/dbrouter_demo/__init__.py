@@ -1,18 +1,51 @@
-"""The demo: photo albums, on embedded SQLite databases.
+"""The demo: photo albums, each a folder with its own SQLite database.
 
-``pserve development.ini`` serves it.  Albums live in the ``default``
-database; albums marked archived are read from and moved to ``archive``
-with ``using_bind``.  It is a small page for now: the full demo (one SQLite
-file per folder) grows with the plugins.
+``make run`` serves it (``development.ini``); ``postgres.ini`` runs the
+same application on PostgreSQL databases.  Engines:
+
+* ``tenant:KEY`` -- album KEY's own database (dbrouter_tenant: a folder
+  with an SQLite file, or a PostgreSQL database), holding ``pic``, ``tag``
+  and ``pic_tag``;
+* ``default`` -- the catalog of albums, what spans albums;
+* ``archive`` -- pictures moved out of their album.
+
+Every page ends with what ``pyramid_dbrouter.trace`` recorded: which
+engine answered each query and by which rule, and how the last write was
+committed.
 """
 
+import os
+
 from pyramid.config import Configurator
+from sqlalchemy.engine import make_url
+
+from .routers import EveryAlbumRouter
 
 
 def main(global_config, **settings):
-    """The WSGI application of development.ini."""
+    """The WSGI application of development.ini and postgres.ini."""
+    settings.setdefault("dbrouter.metadata", "dbrouter_demo.models:Base")
+    settings.setdefault("dbrouter.tenant.metadata", "dbrouter_demo.models:AlbumBase")
+    _make_folders(settings)
     with Configurator(settings=settings) as config:
         config.include("pyramid_dbrouter")
+        # before the tenant plugin's router: the search page reads every album
+        config.add_db_router(EveryAlbumRouter())
+        config.include("dbrouter_tenant")
+        config.include("pyramid_dbrouter.trace")
         config.include(".routes")
         config.scan(".views")
     return config.make_wsgi_app()
+
+
+def _make_folders(settings):
+    """The folders of the SQLite files and album folders (``var/demo``), so
+    that ``pserve development.ini`` works on a fresh clone."""
+    folders = [settings.get("dbrouter.tenant.root")]
+    for key, value in settings.items():
+        if key.startswith("sqlalchemy.") and key.endswith("url"):
+            url = make_url(value)
+            if url.get_backend_name() == "sqlite" and url.database:
+                folders.append(os.path.dirname(url.database))
+    for folder in filter(None, folders):
+        os.makedirs(folder, exist_ok=True)

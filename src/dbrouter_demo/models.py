@@ -1,25 +1,82 @@
-"""The demo's model: albums of photos."""
+"""The demo's models: what each album folder holds, and what spans albums.
 
-from sqlalchemy import ForeignKey, String
+* ``AlbumBase`` -- the tables of every album (``dbrouter.tenant.metadata``):
+  ``pic``, ``tag`` and the many-to-many ``pic_tag``.  The tenant plugin's
+  router sends them to the album's own engine, ``tenant:KEY`` (a SQLite
+  file in the album's folder, or a PostgreSQL database).
+* ``Base`` -- the tables outside albums (``dbrouter.metadata``): the
+  catalog of albums, on ``default`` (``__bind_key__``), and the pictures
+  moved to the ``archive`` engine.
+"""
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import Column, Date, DateTime, ForeignKey, String, Table, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
-class Base(DeclarativeBase):
-    pass
+def _now():
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
-class Album(Base):
-    __tablename__ = "albums"
+class AlbumBase(DeclarativeBase):
+    """The tables of each album's own database."""
+
+
+pic_tag = Table(
+    "pic_tag",
+    AlbumBase.metadata,
+    Column("pic_id", ForeignKey("pic.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tag.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Pic(AlbumBase):
+    __tablename__ = "pic"
+    # ids are never reused: an archived picture keeps its id for good
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
-    photos: Mapped[list["Photo"]] = relationship(
-        back_populates="album", cascade="all, delete-orphan"
+    taken: Mapped[date] = mapped_column(Date)
+    tags: Mapped[list["Tag"]] = relationship(
+        secondary=pic_tag, back_populates="pics", order_by="Tag.name"
     )
 
 
-class Photo(Base):
-    __tablename__ = "photos"
+class Tag(AlbumBase):
+    __tablename__ = "tag"
     id: Mapped[int] = mapped_column(primary_key=True)
-    caption: Mapped[str] = mapped_column(String(200))
-    album_id: Mapped[int] = mapped_column(ForeignKey("albums.id"))
-    album: Mapped[Album] = relationship(back_populates="photos")
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    pics: Mapped[list[Pic]] = relationship(secondary=pic_tag, back_populates="tags")
+
+
+class Base(DeclarativeBase):
+    """The tables outside albums: the catalog and the archive."""
+
+
+class Album(Base):
+    """The catalog of albums (what spans albums), on ``default``."""
+
+    __tablename__ = "album"
+    __bind_key__ = "default"
+    key: Mapped[str] = mapped_column(String(48), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    created: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+
+class ArchivedPic(Base):
+    """A picture moved out of its album, on ``archive``; its id is the id it
+    had in its album."""
+
+    __tablename__ = "archived_pic"
+    __bind_key__ = "archive"
+    album: Mapped[str] = mapped_column(String(48), primary_key=True)
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(String(200))
+    taken: Mapped[date] = mapped_column(Date)
+    tags: Mapped[str] = mapped_column(Text, default="")
+    archived: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+    @property
+    def tag_names(self):
+        return [t for t in self.tags.split(",") if t]

@@ -1,71 +1,343 @@
-"""One page: the albums of the hot database and of the archive."""
+"""The pages: albums, one album, its pictures and archive, and search."""
 
-from html import escape
+import re
+from datetime import date
 
 from pyramid.httpexceptions import HTTPFound, HTTPNotFound
-from pyramid.response import Response
 from pyramid.view import view_config
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from .models import Album, Photo
+from dbrouter_tenant import (
+    InvalidTenantKey,
+    TenantExists,
+    check_key,
+    create_tenant,
+    list_tenants,
+)
+from pyramid_dbrouter import bind_of
 
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Albums - pyramid_dbrouter demo</title>
-<style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}
-li{{margin:.3em 0}} form{{display:inline}}</style></head>
-<body><h1>Photo albums</h1>
-<form method="post" action="/"><input name="title" placeholder="New album" required>
-<button>Add</button></form>
-<h2>Hot (<code>default</code>)</h2><ul>{hot}</ul>
-<h2>Archive (<code>archive</code>)</h2><ul>{archived}</ul>
-</body></html>"""
+from .archive import archive_pics, archived_pics, find_pic, moves_atomically
+from .models import Album, ArchivedPic, Pic, Tag, pic_tag
+from .pages import e, page
+
+PAGE_SIZE = 10
+TAG = re.compile(r"^[a-z0-9][a-z0-9 _-]{0,39}$")
 
 
-def _item(album, archive_button):
-    count = len(album.photos)
-    button = ""
-    if archive_button:
-        button = (
-            f'<form method="post" action="/albums/{album.id}/archive">'
-            "<button>Archive</button></form>"
-        )
-    return f"<li>{escape(album.title)} ({count} photos) {button}</li>"
+def _tags(tags):
+    return "".join(f'<span class="tag">{e(t)}</span>' for t in tags)
+
+
+def _error(message):
+    return f'<p class="error">{e(message)}</p>' if message else ""
+
+
+# -- albums -----------------------------------------------------------------------
 
 
 @view_config(route_name="home", request_method="GET")
 def home(request):
-    session = request.dbsession
-    hot = session.scalars(select(Album).order_by(Album.id)).all()
-    archived = (
-        session.using_bind("archive").scalars(select(Album).order_by(Album.id)).all()
+    catalog = request.dbsession.scalars(select(Album).order_by(Album.key)).all()
+    folders = set(list_tenants(request.registry))
+    rows = "".join(
+        f'<tr><td><a href="{e(request.route_path("album", tenant=a.key))}">'
+        f"{e(a.title)}</a></td><td><code>{e(a.key)}</code></td>"
+        f'<td class="muted">{a.created:%Y-%m-%d %H:%M}</td></tr>'
+        for a in catalog
+        if a.key in folders
     )
-    body = PAGE.format(
-        hot="".join(_item(a, True) for a in hot) or "<li>none</li>",
-        archived="".join(_item(a, False) for a in archived) or "<li>none</li>",
+    body = (
+        '<p class="muted">Each album is a folder with a database of its own; '
+        "the catalog of albums is on <code>default</code>, old pictures move to "
+        "<code>archive</code>. The footer of every page tells which engine "
+        "answered each query, and why.</p>"
+        + (
+            '<table class="list"><tr><th>album</th><th>folder</th><th>created</th>'
+            f"</tr>{rows}</table>"
+            if rows
+            else "<p>No album yet.</p>"
+        )
+        + '<p><a href="/albums/new">Create an album</a></p>'
     )
-    return Response(body)
+    return page(request, "Photo albums", body)
 
 
-@view_config(route_name="home", request_method="POST")
-def add_album(request):
+def _album_form(values=None, error=None):
+    values = values or {}
+    return (
+        f'{_error(error)}<form method="post" action="/albums/new" class="card">'
+        '<label for="title">Title</label>'
+        '<input type="text" id="title" name="title" '
+        f'value="{e(values.get("title", ""))}" placeholder="Alps 2026">'
+        '<label for="key">Folder name</label>'
+        f'<input type="text" id="key" name="key" value="{e(values.get("key", ""))}"'
+        ' placeholder="alps-2026">'
+        '<p class="muted">Lower-case letters, digits, <code>-</code> and '
+        "<code>_</code>: it names the album's folder.</p>"
+        '<button type="submit">Create the album</button></form>'
+    )
+
+
+@view_config(route_name="new_album", request_method="GET")
+def new_album_form(request):
+    return page(request, "New album", _album_form())
+
+
+@view_config(route_name="new_album", request_method="POST")
+def new_album(request):
     title = request.POST.get("title", "").strip()[:200]
-    if title:
-        album = Album(title=title, photos=[Photo(caption="cover")])
-        request.dbsession.add(album)
-    return HTTPFound(request.route_url("home"))
+    key = request.POST.get("key", "").strip()
+    error = None
+    if not title or not key:
+        error = "Give the album a title and a folder name."
+    else:
+        try:
+            check_key(key)
+        except InvalidTenantKey:
+            error = f"{key!r} cannot name a folder: use a-z, 0-9, '-' and '_'."
+    session = request.dbsession
+    exists = f"There is already an album in folder {key!r}."
+    if error is None and session.get(Album, key) is not None:
+        error = exists
+    if error is None:
+        session.add(Album(key=key, title=title))
+        try:
+            create_tenant(request.registry, key)
+        except TenantExists:
+            error = exists
+            request.tm.doom()  # the catalog's row is not committed
+    if error is not None:
+        return page(request, "New album", _album_form(request.POST, error), 400)
+    return HTTPFound(request.route_path("album", tenant=key))
+
+
+# -- one album ---------------------------------------------------------------------
+
+
+def _album_title(request):
+    album = request.dbsession.get(Album, request.tenant)
+    return album.title if album is not None else request.tenant
+
+
+def _pic_form(request, values=None, error=None):
+    values = values or {}
+    return (
+        f'{_error(error)}<form method="post" class="card" '
+        f'action="{e(request.route_path("add_pic", tenant=request.tenant))}">'
+        '<label for="pic-title">Title</label>'
+        f'<input type="text" id="pic-title" name="title" '
+        f'value="{e(values.get("title", ""))}" placeholder="Sunrise on the ridge">'
+        '<label for="taken">Taken on</label>'
+        f'<input type="date" id="taken" name="taken" '
+        f'value="{e(values.get("taken", date.today().isoformat()))}">'
+        '<label for="tags">Tags (comma separated)</label>'
+        f'<input type="text" id="tags" name="tags" value="{e(values.get("tags", ""))}"'
+        ' placeholder="mountain, snow">'
+        '<button type="submit">Add the picture</button></form>'
+    )
+
+
+def _album_page(request, values=None, error=None, status=200):
+    key = request.tenant
+    session = request.dbsession
+    title = _album_title(request)
+    pics = session.scalars(select(Pic).order_by(Pic.taken.desc(), Pic.id.desc())).all()
+    rows = "".join(
+        f'<tr><td><input type="checkbox" name="pic" value="{p.id}" '
+        f'id="pic-{p.id}" aria-label="archive {e(p.title)}"></td>'
+        f'<td><a href="{e(request.route_path("pic", tenant=key, id=p.id))}">'
+        f"{e(p.title)}</a></td><td>{p.taken}</td><td>{_tags(t.name for t in p.tags)}"
+        "</td></tr>"
+        for p in pics
+    )
+    archive_url = request.route_path("archive", tenant=key)
+    listing = (
+        f'<form method="post" action="{e(archive_url)}">'
+        '<table class="list"><tr><th></th><th>picture</th><th>taken</th>'
+        f"<th>tags</th></tr>{rows}</table>"
+        '<button type="submit">Archive the pictures ticked</button></form>'
+        if rows
+        else "<p>No picture in this album.</p>"
+    )
+    body = (
+        f'<p class="muted">Folder <code>{e(key)}</code>, engine '
+        f'<code>tenant:{e(key)}</code>. <a href="{e(archive_url)}">Archived '
+        "pictures</a></p>"
+        f"<h2>Pictures</h2>{listing}"
+        f"<h2>Add a picture</h2>{_pic_form(request, values, error)}"
+    )
+    return page(request, title, body, status)
+
+
+@view_config(route_name="album", request_method="GET")
+def album(request):
+    return _album_page(request)
+
+
+@view_config(route_name="add_pic", request_method="POST")
+def add_pic(request):
+    title = request.POST.get("title", "").strip()[:200]
+    taken = request.POST.get("taken", "").strip()
+    names = [t.strip().lower() for t in request.POST.get("tags", "").split(",")]
+    names = sorted({t for t in names if t})
+    error = None
+    try:
+        day = date.fromisoformat(taken)
+    except ValueError:
+        error = "Give the day the picture was taken (YYYY-MM-DD)."
+    if not title:
+        error = "Give the picture a title."
+    bad = [t for t in names if not TAG.match(t)]
+    if bad:
+        error = f"Tags are up to 40 letters, digits, '-', '_' or spaces: {bad[0]!r}."
+    if error is not None:
+        return _album_page(request, request.POST, error, 400)
+    session = request.dbsession
+    known = {t.name: t for t in session.scalars(select(Tag).where(Tag.name.in_(names)))}
+    tags = [known.get(n) or Tag(name=n) for n in names]
+    session.add(Pic(title=title, taken=day, tags=tags))
+    return HTTPFound(request.route_path("album", tenant=request.tenant))
+
+
+@view_config(route_name="pic", request_method="GET")
+def pic(request):
+    try:
+        pic_id = int(request.matchdict["id"])
+    except ValueError:
+        raise HTTPNotFound() from None
+    found = find_pic(request.dbsession, request.tenant, pic_id)
+    if found is None:
+        raise HTTPNotFound()
+    archived = isinstance(found, ArchivedPic)
+    tags = found.tag_names if archived else [t.name for t in found.tags]
+    where = (
+        f"in the archive (engine <code>archive</code>) since {found.archived:%Y-%m-%d}"
+        if archived
+        else f"in the album (engine <code>{e(bind_of(found))}</code>)"
+    )
+    album_url = request.route_path("album", tenant=request.tenant)
+    body = (
+        f'<div class="card"><p>Taken on {found.taken}</p><p>{_tags(tags)}</p>'
+        f'<p class="muted">Picture #{found.id}, found {where}.</p></div>'
+        f'<p><a href="{e(album_url)}">Back to {e(_album_title(request))}</a></p>'
+    )
+    return page(request, found.title, body)
+
+
+# -- the archive -------------------------------------------------------------------
 
 
 @view_config(route_name="archive", request_method="POST")
 def archive(request):
+    ids = []
+    for value in request.POST.getall("pic"):
+        try:
+            ids.append(int(value))
+        except ValueError:
+            continue
     session = request.dbsession
-    album = session.get(Album, int(request.matchdict["id"]))
-    if album is None:
-        raise HTTPNotFound()
-    # moving is a write to both SQLite databases: done as two requests' worth
-    # of work would not be atomic, so the demo copies only (see the archive
-    # plugin for the atomic move)
-    copy = Album(
-        title=album.title, photos=[Photo(caption=p.caption) for p in album.photos]
+    moved = archive_pics(session, request.tenant, ids)
+    how = "one" if moves_atomically(session, f"tenant:{request.tenant}") else "two"
+    location = request.route_path(
+        "archive", tenant=request.tenant, _query={"moved": len(moved), "how": how}
     )
-    session.using_bind("archive").add(copy)
-    return HTTPFound(request.route_url("home"))
+    return HTTPFound(location)
+
+
+@view_config(route_name="archive", request_method="GET")
+def archived(request):
+    key = request.tenant
+    pics = archived_pics(request.dbsession, key)
+    moved = request.GET.get("moved")
+    note = ""
+    if moved is not None:
+        how = (
+            " Copy and delete were one transaction (see the last write below)."
+            if request.GET.get("how") == "one"
+            else " Two SQLite files cannot commit together: the copy was committed "
+            "on <code>archive</code> first (idempotent), then the delete with the "
+            "request."
+        )
+        note = (
+            f'<p class="note">{e(moved)} picture(s) moved to the archive.{how}</p>'
+            if moved != "0"
+            else '<p class="note">Nothing to move: those pictures are no longer '
+            "in the album (already archived?).</p>"
+        )
+    rows = "".join(
+        f'<tr><td><a href="{e(request.route_path("pic", tenant=key, id=p.id))}">'
+        f"{e(p.title)}</a></td><td>{p.taken}</td><td>{_tags(p.tag_names)}</td>"
+        f'<td class="muted">{p.archived:%Y-%m-%d %H:%M}</td></tr>'
+        for p in pics
+    )
+    body = (
+        note
+        + (
+            '<table class="list"><tr><th>picture</th><th>taken</th><th>tags</th>'
+            f"<th>archived</th></tr>{rows}</table>"
+            if rows
+            else "<p>No archived picture.</p>"
+        )
+        + f'<p><a href="{e(request.route_path("album", tenant=key))}">Back to the '
+        "album</a></p>"
+    )
+    return page(request, f"Archive of {_album_title(request)}", body)
+
+
+# -- search ------------------------------------------------------------------------
+
+
+@view_config(route_name="search", request_method="GET")
+def search(request):
+    q = request.GET.get("q", "").strip()[:100]
+    try:
+        page_no = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page_no = 1
+    form = (
+        '<form method="get" action="/search" class="card">'
+        '<label for="q">Pictures whose title or a tag contains</label>'
+        f'<input type="search" id="q" name="q" value="{e(q)}" placeholder="snow">'
+        ' <button type="submit">Search every album</button></form>'
+    )
+    results = ""
+    if q and list_tenants(request.registry):
+        pattern = f"%{q.lower()}%"
+        tagged = select(pic_tag.c.pic_id).join(Tag).where(Tag.name.like(pattern))
+        statement = (
+            select(Pic)
+            .where(func.lower(Pic.title).like(pattern) | Pic.id.in_(tagged))
+            .order_by(Pic.taken.desc(), Pic.title, Pic.id)
+            .limit(PAGE_SIZE + 1)
+            .offset((page_no - 1) * PAGE_SIZE)
+        )
+        found = request.dbsession.scalars(statement).all()
+        more, found = len(found) > PAGE_SIZE, found[:PAGE_SIZE]
+        rows = "".join(_search_row(request, p) for p in found)
+        pager = ""
+        if page_no > 1:
+            pager += f'<a href="/search?q={e(q)}&amp;page={page_no - 1}">previous</a> '
+        if more:
+            pager += f'<a href="/search?q={e(q)}&amp;page={page_no + 1}">next</a>'
+        results = (
+            f"<h2>Page {page_no}</h2>"
+            + (
+                '<table class="list"><tr><th>picture</th><th>album</th><th>taken</th>'
+                f"<th>tags</th></tr>{rows}</table>"
+                if rows
+                else "<p>Nothing found.</p>"
+            )
+            + (f'<p class="pager">{pager}</p>' if pager else "")
+        )
+    elif q:
+        results = "<p>No album yet.</p>"
+    return page(request, "Search every album", form + results)
+
+
+def _search_row(request, pic):
+    key = bind_of(pic).partition(":")[2]
+    return (
+        f'<tr><td><a href="{e(request.route_path("pic", tenant=key, id=pic.id))}">'
+        f"{e(pic.title)}</a></td><td><code>{e(key)}</code></td><td>{pic.taken}</td>"
+        f"<td>{_tags(t.name for t in pic.tags)}</td></tr>"
+    )
