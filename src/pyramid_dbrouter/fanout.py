@@ -14,6 +14,13 @@ as one database would.  What cannot be merged exactly -- aggregates,
 something that is not selected -- raises :class:`FanoutError` before any
 SQL runs, unless the statement asks for ``execution_options(fanout="concat")``:
 each engine's rows in turn, in the order the router named the engines.
+
+``execution_options(fanout_unique="first")`` (on the statement, the call or
+the session) keeps one row per identity: a row whose mapped objects have the
+primary keys of a row of an engine named earlier is dropped, so the first
+engine's copy wins (a row being moved from one engine to another, seen in
+both).  Rows without mapped objects are kept.  Exact with ``LIMIT`` when the
+copies agree on the ``ORDER BY`` columns.
 """
 
 from sqlalchemy import inspect
@@ -24,11 +31,14 @@ from sqlalchemy.sql.base import CompileState
 from sqlalchemy.sql.elements import Label, UnaryExpression
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import Select
+from sqlalchemy.util import immutabledict
 
 from .exceptions import FanoutError
 from .settings import DEFAULT
 
 MODES = ("merge", "concat")
+#: ``fanout_unique``: which engine's copy of a row found in several is kept
+UNIQUE = ("first",)
 AGGREGATES = frozenset(
     "count sum avg min max every bool_and bool_or array_agg string_agg "
     "group_concat json_agg jsonb_agg stddev variance percentile_cont "
@@ -48,6 +58,14 @@ def execute_fanout(
         raise FanoutError(
             f"execution option fanout={mode!r} is not one of {', '.join(MODES)}"
         )
+    unique = options.get("fanout_unique") or session.execution_options.get(
+        "fanout_unique"
+    )
+    if unique is not None and unique not in UNIQUE:
+        raise FanoutError(
+            f"execution option fanout_unique={unique!r} is not one of "
+            f"{', '.join(UNIQUE)} (or None)"
+        )
     engines = [(name, session.engine(name, "a router")) for name in names]
     plan = None
     if mode == "merge":
@@ -60,7 +78,7 @@ def execute_fanout(
     if mode == "concat":
         merged = results[0].merge(*results[1:])
     else:
-        merged = plan.merge(results)
+        merged = plan.merge(results, unique=unique)
     return merged.scalar() if kw.get("_scalar_result") else merged
 
 
@@ -75,9 +93,10 @@ def _prepare(session, engines, statement, params, execution_options, bind_argume
         execution_options = session.execution_options.union(execution_options)
     jobs = []
     for name, engine in engines:
-        options = dict(execution_options)
+        # immutable, as Session.execute hands them on: the ORM calls .union()
+        options = immutabledict(execution_options)
         if name != DEFAULT:
-            options["identity_token"] = name
+            options = options.union({"identity_token": name})
         binds = dict(bind_arguments or ())
         binds["bind"] = engine
         stmt, stmt_params = statement, params
@@ -254,10 +273,13 @@ class MergePlan:
                 return _attribute(index, prop.key)
         return None
 
-    def merge(self, results):
+    def merge(self, results, unique=None):
         frozen = [result.freeze() for result in results]
         scalars = frozen[0]._source_supports_scalars
-        rows = [row for each in frozen for row in each.data]
+        if unique == "first":
+            rows = _first_per_identity([each.data for each in frozen], scalars)
+        else:
+            rows = [row for each in frozen for row in each.data]
         # one stable sort per key, the least significant first: the engines'
         # sorted lists, concatenated in the router's order, end up merged as
         # one database would have sorted them.  NULLs are ranked by a tuple,
@@ -272,6 +294,31 @@ class MergePlan:
         if scalars:
             rows = [[row] for row in rows]
         return frozen[0].with_new_rows(rows)()
+
+
+def _identity(value):
+    """``(class, primary key)`` of a mapped object, else None."""
+    state = inspect(value, raiseerr=False)
+    key = getattr(state, "key", None) if getattr(state, "is_instance", 0) else None
+    return None if key is None else key[:2]
+
+
+def _first_per_identity(engines_rows, scalars):
+    """The rows of each engine in turn, less those whose mapped objects'
+    identities an engine named earlier returned (``fanout_unique="first"``)."""
+    seen, kept = set(), []
+    for rows in engines_rows:
+        mine = set()
+        for row in rows:
+            values = (row,) if scalars else row
+            key = tuple(filter(None, map(_identity, values))) or None
+            if key is not None:
+                if key in seen:
+                    continue
+                mine.add(key)
+            kept.append(row)
+        seen |= mine
+    return kept
 
 
 def _null_ranked(getter, null_rank):
