@@ -27,6 +27,7 @@ from .exceptions import (
     UnsafeCommitError,
 )
 from .migrate import init_db
+from .reflect import reflect_engine
 from .routers import RouterChain
 from .session import RoutingSession, bind_of
 from .settings import parse_settings
@@ -59,6 +60,7 @@ __all__ = [
     "get_tm_session",
     "includeme",
     "init_db",
+    "reflect_engine",
     "register",
     "session_scope",
     "where_values",
