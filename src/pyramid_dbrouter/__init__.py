@@ -30,6 +30,7 @@ from .exceptions import (
 from .fanout import FanoutEngineError, FanoutTimeoutError
 from .masking import mask_url
 from .migrate import init_db
+from .reflect import reflect_engine
 from .routers import RouterChain
 from .scope import session_scope
 from .session import RoutingSession, bind_of
@@ -64,6 +65,7 @@ __all__ = [
     "includeme",
     "init_db",
     "mask_url",
+    "reflect_engine",
     "register",
     "session_scope",
     "where_values",

@@ -8,6 +8,13 @@ where a model's rows go, and creating its tables.
     dbrouter init-db development.ini
     dbrouter init-db development.ini --all-tenants --jobs 8 --continue-on-error
 
+Plugins add commands of their own (``dbrouter archive``) through the entry
+point group ``pyramid_dbrouter.commands``: each entry names a callable
+``register(add)``, called with the function that adds the core's commands,
+``add(name, run, summary, details)`` -> an argparse subparser that already
+takes CONFIG_URI; *run* is called with ``(args, out)`` and returns the exit
+status, and may use :func:`loaded_app` and raise :class:`CommandError`.
+
 The application is loaded from its ini file as ``pserve`` loads it.  ``show``
 never connects to a database, so it answers with every database down;
 ``init-db`` connects only to the engines it has tables for.  Passwords are
@@ -18,6 +25,7 @@ import argparse
 import itertools
 import sys
 from contextlib import contextmanager
+from importlib.metadata import entry_points
 
 import sqlalchemy
 from pyramid.path import DottedNameResolver
@@ -38,6 +46,8 @@ EXIT_USAGE = 2
 
 ABSTAINED = "default: every router abstained"
 PRECEDENCE = "  (using_bind() overrides both; a loaded object stays with its engine)"
+#: the entry point group of the commands plugins add (see the docstring)
+COMMANDS = "pyramid_dbrouter.commands"
 TWOPHASE = {
     "auto": "auto (two-phase commit when two or more engines wrote)",
     "off": "off (a transaction where two engines wrote is refused)",
@@ -484,6 +494,17 @@ def make_parser():
         metavar="SECONDS",
         help="leave alone branches prepared less than SECONDS ago (default 0)",
     )
+    for entry in sorted(entry_points(group=COMMANDS), key=lambda e: e.name):
+        try:
+            register = entry.load()
+        except Exception as exc:  # one broken plugin does not take the rest down
+            print(
+                f"dbrouter: command {entry.name!r} ({entry.value}) not loaded: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            continue
+        register(add)
     return parser
 
 

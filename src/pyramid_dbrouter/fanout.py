@@ -37,7 +37,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.base import CompileState
-from sqlalchemy.util import to_list
+from sqlalchemy.util import immutabledict, to_list
 
 from .exceptions import FanoutError
 from .fanout_aggregate import AggregatePlan, is_aggregate
@@ -57,6 +57,8 @@ MODES = ("merge", "concat")
 # orm_pre_session_exec() returns the parameters as well
 _SA_2_1 = tuple(int(part) for part in sqlalchemy_version.split(".")[:2]) >= (2, 1)
 PARALLEL_MODES = ("auto", "always", "never")
+#: ``fanout_unique``: which engine's copy of a row found in several is kept
+UNIQUE = ("first",)
 #: dialects that run in this process: nothing to overlap
 IN_PROCESS_DIALECTS = frozenset({"sqlite"})
 DEFAULT_WORKERS = 8
@@ -219,6 +221,12 @@ def execute_fanout(
         raise FanoutError(
             f"execution option fanout={mode!r} is not one of {', '.join(MODES)}"
         )
+    unique = options.get("fanout_unique") or session.fanout_unique
+    if unique is not None and unique not in UNIQUE:
+        raise FanoutError(
+            f"execution option fanout_unique={unique!r} is not one of "
+            f"{', '.join(UNIQUE)} (or None)"
+        )
     engines = [(name, session.engine(name, "a router")) for name in names]
     plan = None
     if mode == "merge":
@@ -228,7 +236,13 @@ def execute_fanout(
     prepared = _prepare(
         session, engines, statement, params, execution_options, bind_arguments
     )
-    bounded = plan is not None and getattr(plan, "bounded", False)
+    if unique is not None and plan is not None and not isinstance(plan, RowsPlan):
+        raise FanoutError(
+            "an aggregate over engines whose rows may repeat (fanout_unique="
+            f"{unique!r}) cannot be merged exactly: engines {', '.join(names)}"
+        )
+    # one row per identity needs the objects: no merging of raw rows first
+    bounded = plan is not None and getattr(plan, "bounded", False) and not unique
     jobs, cursors, rows = _run(fanout_pool(session.engines), prepared, names, bounded)
     order = None
     if bounded:
@@ -248,6 +262,8 @@ def execute_fanout(
         merged = results[0].merge(*results[1:])
     elif order is not None:
         merged = plan.merge(results, order)
+    elif unique is not None:
+        merged = plan.merge(results, unique=unique)
     else:
         merged = plan.merge(results)
     return merged.scalar() if kw.get("_scalar_result") else merged
@@ -310,9 +326,10 @@ def _prepare(session, engines, statement, params, execution_options, bind_argume
             binds = dict(binds)
             binds["bind"] = engine
         else:
-            options = dict(execution_options)
+            # immutable, as Session.execute hands them on: the ORM calls .union()
+            options = immutabledict(execution_options)
             if token is not None:
-                options["identity_token"] = token
+                options = options.union({"identity_token": token})
             binds = dict(bind_arguments or ())
             binds["bind"] = engine
             if compile_state_cls is not None:

@@ -264,12 +264,14 @@ class RowsPlan:
         order = [renumber[i] for i in order]
         return [(i, buffered(cursors[i], kept[i])) for i in used], order
 
-    def merge(self, results, order=None):
+    def merge(self, results, order=None, unique=None):
         if order is not None:
             streams = [r._raw_row_iterator() for r in results]
             return StreamedResult(results, (next(streams[i]) for i in order))
         scalars = results[0]._source_supports_scalars
         streams = [result._raw_row_iterator() for result in results]
+        if unique == "first":
+            streams = [iter(rows) for rows in first_per_identity(streams, scalars)]
         if self.ordering.keys:
             getters = [
                 (_scalar(getter) if scalars else getter, descending, nulls_first)
@@ -363,6 +365,35 @@ def materialized(results, rows, visible=None):
     if visible is not None and visible < len(results[0]._metadata.keys):
         result = result.columns(*range(visible))
     return result
+
+
+def _identity(value):
+    """``(class, primary key)`` of a mapped object, else None."""
+    state = inspect(value, raiseerr=False)
+    key = getattr(state, "key", None) if getattr(state, "is_instance", 0) else None
+    return None if key is None else key[:2]
+
+
+def first_per_identity(engines_rows, scalars):
+    """Each engine's rows, less those whose mapped objects' identities an
+    engine named earlier returned (``fanout_unique="first"``: a row being
+    moved from one engine to another, seen in both, is returned once, as the
+    first engine has it).  Repeats within one engine, and rows without
+    mapped objects, are kept."""
+    seen, kept = set(), []
+    for rows in engines_rows:
+        mine, keep = set(), []
+        for row in rows:
+            values = (row,) if scalars else row
+            key = tuple(filter(None, map(_identity, values))) or None
+            if key is not None:
+                if key in seen:
+                    continue
+                mine.add(key)
+            keep.append(row)
+        kept.append(keep)
+        seen |= mine
+    return kept
 
 
 def _unique(rows, key=None):

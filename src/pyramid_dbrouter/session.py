@@ -131,7 +131,14 @@ class RoutingSession(Session):
     """
 
     def __init__(
-        self, *args, engines, routers, policy=None, zope_registration=None, **kw
+        self,
+        *args,
+        engines,
+        routers,
+        policy=None,
+        zope_registration=None,
+        fanout_unique=None,
+        **kw,
     ):
         if engines is None:
             raise DBRouterError(
@@ -141,6 +148,10 @@ class RoutingSession(Session):
             )
         super().__init__(*args, **kw)
         self._dbr_policy = policy
+        #: the ``fanout_unique`` of every fan-out of this session, unless a
+        #: statement says otherwise (``"first"``: a row in several engines
+        #: is read once, the first engine's)
+        self.fanout_unique = fanout_unique
         self.engines = engines
         self.routers = routers
         self._dbr_routed = bool(routers)
