@@ -114,6 +114,17 @@ class BranchDriver:
         through SQLAlchemy."""
         return None
 
+    def commit_prepared(self, dbapi_connection, xid):
+        """COMMIT the branch *xid* prepared on *dbapi_connection*."""
+        self._finish(dbapi_connection, xid, commit=True)
+
+    def rollback_prepared(self, dbapi_connection, xid):
+        """ROLLBACK the branch *xid* prepared on *dbapi_connection*."""
+        self._finish(dbapi_connection, xid, commit=False)
+
+    def _finish(self, dbapi_connection, xid, commit):
+        self.run(dbapi_connection, self._finish_sql(xid, commit))
+
     def finish_prepared(self, engine, xid, commit):
         """COMMIT (or ROLLBACK) the prepared branch *xid* from a new
         autocommit connection of *engine*: a branch left by another
@@ -145,13 +156,11 @@ class PostgreSQLDriver(BranchDriver):
     def _finish_sql(self, xid, commit):
         return f"{'COMMIT' if commit else 'ROLLBACK'} PREPARED '{xid}'"
 
-    def commit_prepared(self, dbapi_connection, xid):
-        # PostgreSQL flushes two-phase records whatever synchronous_commit
-        # says: once this returns the decision row may go
-        self._autocommit(dbapi_connection, self._finish_sql(xid, commit=True))
-
-    def rollback_prepared(self, dbapi_connection, xid):
-        self._autocommit(dbapi_connection, self._finish_sql(xid, commit=False))
+    def _finish(self, dbapi_connection, xid, commit):
+        # not in a transaction block.  PostgreSQL flushes two-phase records
+        # whatever synchronous_commit says: once a COMMIT PREPARED returns
+        # the decision row may go
+        self._autocommit(dbapi_connection, self._finish_sql(xid, commit))
 
     def decision_script(self, table, row, forget):
         """One round trip: the statements of one simple query run as one
@@ -225,12 +234,6 @@ class MySQLDriver(BranchDriver):
 
     def _finish_sql(self, xid, commit):
         return f"XA {'COMMIT' if commit else 'ROLLBACK'} '{xid}'"
-
-    def commit_prepared(self, dbapi_connection, xid):
-        self.run(dbapi_connection, self._finish_sql(xid, commit=True))
-
-    def rollback_prepared(self, dbapi_connection, xid):
-        self.run(dbapi_connection, self._finish_sql(xid, commit=False))
 
     def recover(self, dbapi_connection):
         _, rows = self.run(dbapi_connection, "XA RECOVER")
