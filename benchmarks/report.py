@@ -512,6 +512,7 @@ def profile_findings(profile):
     if req:
         s, a = req["subject"], req["anchor"]
         ours = s["package_self_us"].get("pyramid_dbrouter", 0.0)
+        register = _incl(s, "register (pyramid_dbrouter/registration.py")
         out.append(
             f"- **Full request (GET, SQLite)**: {s['us_per_op']:.0f} µs per request "
             f"under the profiler against {a['us_per_op']:.0f} µs for the starter "
@@ -520,14 +521,14 @@ def profile_findings(profile):
             "SQLAlchemy, Pyramid, WebOb and WebTest, as in the starter. Joining "
             "the session to the transaction: pyramid_dbrouter listens to its "
             "hooks once, on the session factory (`register` only records the "
-            f"transaction manager: {_incl(s, 'register (pyramid_dbrouter/twophase.py')}"
+            f"transaction manager: {register}"
             " µs), where zope.sqlalchemy's `register` attaches six hooks to every "
             f"session: {_incl(a, 'register (zope/sqlalchemy/datamanager.py')}"
             " µs, the starter's largest single item after the SELECT; the end of the "
             f"transaction (`RoutingDataManager._finish`) "
-            f"{_incl(s, '_finish (pyramid_dbrouter/twophase.py')} µs, of which "
+            f"{_incl(s, '_finish (pyramid_dbrouter/datamanager.py')} µs, of which "
             f"`_branches` (listing the connections to roll back) "
-            f"{_incl(s, '_branches (pyramid_dbrouter/twophase.py')} µs."
+            f"{_incl(s, '_branches (pyramid_dbrouter/datamanager.py')} µs."
         )
     fan = profile.get("fanout")
     if fan:

@@ -14,9 +14,10 @@ committed, NONE; after, ALL.
 * ``TERMINATIONS`` - a backend connection terminated
   (test_recovery_terminated_backends.py).
 
-The points are the names the data manager passes to its checkpoints, with
-the engine they concern (None for the points without one); branches are
-prepared and committed in the order of engine names.
+The points are ``(Checkpoint, engine)``: a named checkpoint of the commit
+(``pyramid_dbrouter.checkpoints``) and the engine it concerns (None for the
+points without one); branches are prepared and committed in the order of
+engine names.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import KW_ONLY, dataclass
 
 import pytest
 
+from pyramid_dbrouter.checkpoints import Checkpoint
 from twophase_fixtures import ALL, NONE
 
 
@@ -63,8 +65,8 @@ PG_SPARE = Topology("postgresql+spare", {"default": "pg_db", "spare": "spare_db"
 
 @dataclass(frozen=True)
 class KillPoint:
-    """Where the process dies: at the first call of the checkpoint ``at``
-    (its name, and its engine or None); and what recovery must make of it."""
+    """Where the process dies: at the first time the commit reaches ``at``
+    (a Checkpoint, and its engine or None); and what recovery must make of it."""
 
     label: str
     at: tuple
@@ -74,28 +76,36 @@ class KillPoint:
 def two_phase_points(first, second):
     """Kill points of a commit where both engines prepare, *first* first."""
     return [
-        KillPoint("after-first-branch-prepared", ("prepared", first), NONE),
-        KillPoint("after-all-prepared", ("prepared", second), NONE),
+        KillPoint("after-first-branch-prepared", (Checkpoint.PREPARED, first), NONE),
+        KillPoint("after-all-prepared", (Checkpoint.PREPARED, second), NONE),
         # on PostgreSQL the decision is about to be sent, elsewhere it is
         # inserted but not committed: no decision, presumed abort
-        KillPoint("before-the-decision-commits", ("decision-inserted", None), NONE),
-        KillPoint("after-the-decision-committed", ("decided", None), ALL),
-        KillPoint("between-the-two-commits", ("committed", first), ALL),
-        KillPoint("after-both-committed", ("committed", second), ALL),
+        KillPoint(
+            "before-the-decision-commits",
+            (Checkpoint.BEFORE_DECISION_COMMITS, None),
+            NONE,
+        ),
+        KillPoint("after-the-decision-committed", (Checkpoint.DECIDED, None), ALL),
+        KillPoint("between-the-two-commits", (Checkpoint.COMMITTED, first), ALL),
+        KillPoint("after-both-committed", (Checkpoint.COMMITTED, second), ALL),
     ]
 
 
 LAST_RESOURCE_POINTS = [
-    KillPoint("after-the-branch-prepared", ("prepared", "default"), NONE),
+    KillPoint("after-the-branch-prepared", (Checkpoint.PREPARED, "default"), NONE),
     KillPoint(
-        "before-the-last-resource-commits", ("before-last-resource", "lite"), NONE
+        "before-the-last-resource-commits",
+        (Checkpoint.BEFORE_LAST_RESOURCE, "lite"),
+        NONE,
     ),
     # the decision row commits with the last resource's own row
     KillPoint(
-        "after-the-last-resource-committed", ("last-resource-committed", "lite"), ALL
+        "after-the-last-resource-committed",
+        (Checkpoint.LAST_RESOURCE_COMMITTED, "lite"),
+        ALL,
     ),
-    KillPoint("after-the-decision", ("decided", None), ALL),
-    KillPoint("after-the-branch-committed", ("committed", "default"), ALL),
+    KillPoint("after-the-decision", (Checkpoint.DECIDED, None), ALL),
+    KillPoint("after-the-branch-committed", (Checkpoint.COMMITTED, "default"), ALL),
 ]
 
 KILL_SCENARIOS = [
@@ -118,8 +128,8 @@ KILL_RUNS = [
 
 #: PG_MARIA, where the MariaDB branch only ran an UPDATE matching no row
 CHANGED_NOTHING_POINTS = [
-    KillPoint("after-all-prepared", ("prepared", "maria"), NONE),
-    KillPoint("after-the-decision-committed", ("decided", None), ALL),
+    KillPoint("after-all-prepared", (Checkpoint.PREPARED, "maria"), NONE),
+    KillPoint("after-the-decision-committed", (Checkpoint.DECIDED, None), ALL),
 ]
 
 
@@ -155,7 +165,7 @@ SERVER_STOPS = [
     ServerStop(
         "second-server-stopped-before-its-commit-prepared",
         PG_SPARE,
-        at=("before-commit-prepared", "spare"),
+        at=(Checkpoint.BEFORE_COMMIT_PREPARED, "spare"),
         how="immediate",
         request_succeeds=True,
         expected=ALL,
@@ -164,7 +174,7 @@ SERVER_STOPS = [
     ServerStop(
         "second-server-killed-before-its-commit-prepared",
         PG_SPARE,
-        at=("before-commit-prepared", "spare"),
+        at=(Checkpoint.BEFORE_COMMIT_PREPARED, "spare"),
         how="kill",
         request_succeeds=True,
         expected=ALL,
@@ -173,7 +183,7 @@ SERVER_STOPS = [
     ServerStop(
         "coordinator-server-stopped-after-the-decision",
         SPARE_PG,
-        at=("decided", None),
+        at=(Checkpoint.DECIDED, None),
         how="immediate",
         request_succeeds=True,
         expected=ALL,
@@ -183,7 +193,7 @@ SERVER_STOPS = [
     ServerStop(
         "second-server-stopped-before-its-prepare",
         PG_SPARE,
-        at=("before-prepare", "spare"),
+        at=(Checkpoint.BEFORE_PREPARE, "spare"),
         how="immediate",
         request_succeeds=False,
         expected=NONE,
@@ -191,7 +201,7 @@ SERVER_STOPS = [
     ServerStop(
         "coordinator-server-killed-before-the-decision-commits",
         SPARE_PG,
-        at=("decision-inserted", None),
+        at=(Checkpoint.BEFORE_DECISION_COMMITS, None),
         how="kill",
         request_succeeds=False,
         expected=NONE,
@@ -216,7 +226,7 @@ TERMINATIONS = [
     Termination(
         "second-branch-terminated-before-its-prepare",
         PG_PG,
-        at=("prepared", "default"),
+        at=(Checkpoint.PREPARED, "default"),
         victim="pg2",
         like="INSERT INTO entries%",
         request_succeeds=False,
@@ -225,7 +235,7 @@ TERMINATIONS = [
     Termination(
         "decision-connection-terminated-before-the-decision-commits",
         PG_PG,
-        at=("decision-inserted", None),
+        at=(Checkpoint.BEFORE_DECISION_COMMITS, None),
         victim="default",
         not_like="PREPARE TRANSACTION%",  # not the branch: the other one
         request_succeeds=False,
@@ -235,7 +245,7 @@ TERMINATIONS = [
     Termination(
         "mariadb-branch-killed-before-its-prepare",
         PG_MARIA,
-        at=("prepared", "default"),
+        at=(Checkpoint.PREPARED, "default"),
         victim="maria",
         request_succeeds=False,
         expected=NONE,
@@ -244,7 +254,7 @@ TERMINATIONS = [
     Termination(
         "second-branch-terminated-after-the-decision",
         PG_PG,
-        at=("decided", None),
+        at=(Checkpoint.DECIDED, None),
         victim="pg2",
         like="PREPARE TRANSACTION%",
         request_succeeds=True,
@@ -253,7 +263,7 @@ TERMINATIONS = [
     Termination(
         "first-branch-terminated-after-the-decision",
         PG_PG,
-        at=("decided", None),
+        at=(Checkpoint.DECIDED, None),
         victim="default",
         like="PREPARE TRANSACTION%",
         request_succeeds=True,
@@ -262,7 +272,7 @@ TERMINATIONS = [
     Termination(
         "mariadb-branch-killed-after-the-decision",
         PG_MARIA,
-        at=("decided", None),
+        at=(Checkpoint.DECIDED, None),
         victim="maria",
         request_succeeds=True,
         expected=ALL,

@@ -13,9 +13,9 @@ import transaction
 from sqlalchemy import func, select
 
 from pyramid_dbrouter import DBRouterError, get_tm_session
+from pyramid_dbrouter.datamanager import RoutingDataManager
 from pyramid_dbrouter.decision_point import SORT_KEY
 from pyramid_dbrouter.recovery import recover
-from pyramid_dbrouter.twophase import RoutingDataManager
 from twophase_app import Entry, count, create_tables, make_app
 
 pytestmark = pytest.mark.servers

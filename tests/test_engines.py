@@ -131,7 +131,7 @@ def test_a_branch_driver_does_not_keep_its_engine_dialect_alive():
     import gc
     import weakref
 
-    from pyramid_dbrouter.xa import driver_for
+    from pyramid_dbrouter.branches import driver_for
 
     engine = create_engine("sqlite://")
     driver_for(engine)

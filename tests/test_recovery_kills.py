@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pyramid_dbrouter.checkpoints import Checkpoint
 from recovery_scenarios import CHANGED_NOTHING_POINTS, KILL_RUNS, PG_MARIA
 from twophase_fixtures import PREFIX, database_of
 
@@ -31,7 +32,7 @@ def run_worker(engines, note, point, **more):
     job = {
         "engines": engines,
         "note": note,
-        "kill_at": point.at[0],
+        "kill_at": point.at[0].value,
         "engine": point.at[1],
         "settings": {"dbrouter.xid_prefix": PREFIX},
         **more,
@@ -51,7 +52,7 @@ def run_worker(engines, note, point, **more):
         f"the worker was not killed at {point.at} "
         f"(exit {proc.returncode}): {proc.stdout}{proc.stderr}"
     )
-    assert (said["killed_at"], said["engine"]) == point.at
+    assert (Checkpoint(said["killed_at"]), said["engine"]) == point.at
     return said["gtrid"]
 
 

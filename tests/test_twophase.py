@@ -9,6 +9,7 @@ import webtest
 from sqlalchemy import create_engine
 
 from pyramid_dbrouter import UnsafeCommitError
+from pyramid_dbrouter.checkpoints import Checkpoint
 from pyramid_dbrouter.twophase import TransactionVotedNo
 from twophase_app import count, create_tables, make_app
 from twophase_fixtures import decisions_on, inject_fault, our_branches
@@ -219,7 +220,7 @@ def test_engines_made_on_demand_take_part_and_are_recovered(pg_db, pg_db2, monke
     def crash():
         raise RuntimeError("the process dies here")
 
-    inject_fault(monkeypatch.setattr, ("decided", None), crash)
+    inject_fault(monkeypatch.setattr, (Checkpoint.DECIDED, None), crash)
     with pytest.raises(RuntimeError):
         app.post("/write", {"note": "late", "engines": "tenant:north,tenant:south.eu"})
     monkeypatch.undo()

@@ -22,7 +22,7 @@ Requests and recovery:
   fault scenario shares; ``assert_outcome(counts, expected)`` its core.
 
 Helpers: ``inject_fault(patch, at, action)``, the one place where the suites
-reach into pyramid_dbrouter's fault-injection seams; ``post_through_the_fault``;
+reach into pyramid_dbrouter's fault-injection seam; ``post_through_the_fault``;
 ``our_branches``, ``decisions_on``, ``record_decision``, ``write_ini``,
 ``wait_gone``.
 
@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -45,10 +45,8 @@ import webtest
 from sqlalchemy import create_engine, insert, inspect, make_url
 from sqlalchemy.exc import OperationalError
 
-import pyramid_dbrouter.recovery as recovery
-import pyramid_dbrouter.twophase as twophase
 import server_fixtures
-from pyramid_dbrouter import cli, get_engines
+from pyramid_dbrouter import checkpoints, cli, decisions, get_engines
 from twophase_app import count, create_tables, make_app
 
 #: the ``dbrouter.xid_prefix`` of the fault-injection suites, this process's
@@ -210,11 +208,11 @@ def record_decision(url, gtrid, decision):
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            twophase.decisions.create(conn, checkfirst=True)
+            decisions.table.create(conn, checkfirst=True)
             conn.execute(
-                insert(twophase.decisions),
+                insert(decisions.table),
                 {
-                    "gtrid": f"{PREFIX}:{gtrid}",
+                    "gtrid": decisions.key(PREFIX, gtrid),
                     "decision": decision,
                     "branches": "",
                     "created": datetime.now(UTC).replace(tzinfo=None),
@@ -226,74 +224,40 @@ def record_decision(url, gtrid, decision):
 
 # -- faults --------------------------------------------------------------------
 
-#: the point where ``dbrouter recover`` is about to COMMIT or ROLLBACK a
-#: prepared branch it found (the commit's own points are the names the data
-#: manager passes to ``twophase.checkpoint``: "prepared", "decided", ...)
-RECOVERY_FINISHES = ("recovery-finishes", None)
-
 
 @dataclass
 class Fault:
-    """What an injected fault saw: whether its point was reached, the id of
-    the transaction being committed, and at RECOVERY_FINISHES whether each
-    error of the finish read as an unknown transaction id."""
+    """What an injected fault saw: whether its point was reached, and the id
+    of the transaction being committed (or recovered) there."""
 
     fired: bool = False
     gtrid: str | None = None
-    unknown_xid: list = field(default_factory=list)
 
 
 def inject_fault(patch, at, action, occurrence=1):
-    """Call *action()* the *occurrence*-th time the commit reaches point
-    *at*, ``(name, engine)`` (engine None: the points without one), or
-    RECOVERY_FINISHES; returns a ``Fault``.
+    """Call *action()* the *occurrence*-th time the commit, or ``dbrouter
+    recover``, reaches *at*: ``(Checkpoint, engine name)``, engine None for
+    the points without one.  Returns a ``Fault``.
 
     *patch* is ``monkeypatch.setattr`` in a test, or ``setattr`` in a
-    process about to die (tests/apps/fault_worker.py).
-
-    This is the one place where the suites reach into pyramid_dbrouter's
-    fault-injection seams: ``twophase.checkpoint`` (replaced),
-    ``twophase.current_gtrid`` (watched) and ``recovery._finish_recovered``
-    (wrapped).  When the data manager names its checkpoints, only this
-    function changes.
+    process about to die (tests/apps/fault_worker.py).  This is the one
+    place where the suites reach into pyramid_dbrouter: it replaces the seam
+    ``checkpoints.reached``.
     """
-    point, engine = at
     fault = Fault()
     reached = 0
 
-    def reach():
+    def reach(point, engine=None, gtrid=None):
         nonlocal reached
+        if (point, engine) != at:
+            return
+        fault.gtrid = gtrid
         reached += 1
         if reached == occurrence:
             fault.fired = True
             action()
 
-    if at == RECOVERY_FINISHES:
-        finish = recovery._finish_recovered
-
-        def finishing(engine_, driver, xid, decision):
-            reach()
-            try:
-                finish(engine_, driver, xid, decision)
-            except Exception as exc:
-                fault.unknown_xid.append(driver.is_unknown_xid(exc))
-                raise
-
-        patch(recovery, "_finish_recovered", finishing)
-        return fault
-
-    current_gtrid = twophase.current_gtrid
-
-    def watching_gtrid(session):
-        fault.gtrid = current_gtrid(session)
-        return fault.gtrid
-
-    def checkpoint(name, engine_name=None):
-        if name == point and engine_name == engine:
-            reach()
-
-    patch(twophase, "current_gtrid", watching_gtrid)
-    patch(twophase, "checkpoint", checkpoint)
+    patch(checkpoints, "reached", reach)
     return fault
 
 

@@ -8,6 +8,7 @@ includes pyramid_tm and pyramid_retry, and gives each request ``request.dbsessio
 """
 
 from .config import (
+    PHASE_FINISH,
     add_db_engine,
     add_db_engine_factory,
     add_db_replica,
@@ -27,20 +28,20 @@ from .exceptions import (
     UnknownBindError,
     UnsafeCommitError,
 )
-from .fanout import FanoutEngineError, FanoutTimeoutError
-from .masking import mask_url
-from .migrate import init_db
-from .reflect import reflect_engine
-from .routers import RouterChain
-from .scope import session_scope
-from .session import RoutingSession, bind_of
-from .transactions import (
+from .factory import (
     get_session_factory,
     get_tm_session,
     request_dbsession,
     unconfigured_factory,
 )
-from .twophase import register
+from .fanout import FanoutEngineError, FanoutTimeoutError
+from .masking import mask_url
+from .migrate import init_db
+from .reflect import reflect_engine
+from .registration import register
+from .routers import RouterChain
+from .scope import session_scope
+from .session import RoutingSession, bind_of
 from .where import where_values
 
 __all__ = [
@@ -97,4 +98,6 @@ def includeme(config):
     factory = state.factory = unconfigured_factory()
     config.registry["dbsession_factory"] = factory
     config.add_request_method(request_dbsession, "dbsession", reify=True)
-    config.action(("dbrouter", "finish"), lambda: finish(config.registry), order=10)
+    config.action(
+        ("dbrouter", "finish"), lambda: finish(config.registry), order=PHASE_FINISH
+    )

@@ -12,11 +12,11 @@ from pyramid.path import DottedNameResolver
 
 from .engines import EngineRegistry, engine_spec, make_engine
 from .exceptions import ConfigurationError
+from .factory import get_session_factory
 from .fanout import configure_fanout
 from .masking import mask_url
 from .routers import RouterChain, check_router
 from .settings import DEFAULT, ENGINE_NAME, check_engine_name, parse_settings
-from .transactions import get_session_factory
 from .twophase import TwoPhasePolicy
 
 #: after every engine and router action (order 0 is Pyramid's default)

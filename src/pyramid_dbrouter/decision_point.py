@@ -7,7 +7,7 @@ vote: a participant that sorts after it -- another session, a mail or queue
 data manager -- may still vote no, and what was committed or decided could
 not be undone (a retried request would then write twice).
 
-So every :class:`~pyramid_dbrouter.twophase.RoutingDataManager` of a zope
+So every :class:`~pyramid_dbrouter.datamanager.RoutingDataManager` of a zope
 transaction votes by preparing only, and one :class:`DecisionPoint`, joined
 to the transaction with the first of them, sorts after every participant
 and takes the decisions in its own vote: when it votes, everybody else has
@@ -41,7 +41,7 @@ def _sort_key(resource):
     return key() if key is not None else None
 
 
-def _participants(trans):
+def participants(trans):
     """The data managers joined to *trans* (no public accessor exists)."""
     return list(trans._resources)
 
@@ -74,7 +74,7 @@ class DecisionPoint:
     def _check_last(self, trans):
         later = [
             r
-            for r in _participants(trans)
+            for r in participants(trans)
             if r is not self and (_sort_key(r) or "") >= SORT_KEY
         ]
         if later:

@@ -19,12 +19,13 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, inspect, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 
+from . import checkpoints
+from .branches import autocommit, driver_for, parse_xid
+from .checkpoints import Checkpoint
 from .config import get_state
-from .twophase import ABORT, COMMIT, _finish_recovered, autocommit, decisions
-from .xa import driver_for, parse_xid
+from .decisions import ABORT, COMMIT
 
 log = logging.getLogger(__name__)
 
@@ -61,48 +62,25 @@ def _prepared(engine, prefix):
 
 
 def _decision_engines(state):
+    """The engines that may hold decisions: the coordinator, and those that
+    can only be a last resource."""
     names = [state.policy.coordinator]
     for name, engine in state.engines.static_items():
         if name not in names and not driver_for(engine).supports_twophase:
             names.append(name)
-    return [(n, state.engines.get(n)) for n in names]
+    return [state.engines.get(n) for n in names]
 
 
 def _read_decision(state, gtrid):
-    key = f"{state.policy.prefix}:{gtrid}"
-    for _name, engine in _decision_engines(state):
-        with engine.connect() as conn:
-            if not inspect(conn).has_table(decisions.name):
-                continue
-            found = conn.execute(
-                select(decisions.c.decision).where(decisions.c.gtrid == key)
-            ).scalar()
-            if found is not None:
-                return found
-    return None
+    return state.policy.decisions.read(_decision_engines(state), gtrid)
 
 
 def _presume_abort(state, gtrid):
     """Record ABORT on the coordinator; return the decision that stands."""
-    key = f"{state.policy.prefix}:{gtrid}"
-    engine = state.engines.get(state.policy.coordinator)
-    state.policy.ensure_table(state.policy.coordinator, engine)
-    with engine.connect() as conn:
-        try:
-            conn.execute(
-                insert(decisions),
-                {
-                    "gtrid": key,
-                    "decision": ABORT,
-                    "branches": "",
-                    "created": datetime.now(UTC).replace(tzinfo=None),
-                },
-            )
-            conn.commit()
-            return ABORT
-        except IntegrityError:
-            # a coordinator decided in the meantime: its decision stands
-            conn.rollback()
+    name = state.policy.coordinator
+    if state.policy.decisions.record_abort(name, state.engines.get(name), gtrid):
+        return ABORT
+    # a coordinator decided in the meantime: its decision stands
     return _read_decision(state, gtrid)
 
 
@@ -116,7 +94,7 @@ def recover(registry, dry_run=False, older_than=0, now=None):
     for engine in _databases(state):
         driver = driver_for(engine)
         for xid, prepared_at in _prepared(engine, prefix):
-            gtrid, _branch = parse_xid(xid, prefix)
+            gtrid, branch = parse_xid(xid, prefix)
             if older_than and prepared_at is not None:
                 at = (
                     prepared_at
@@ -134,8 +112,9 @@ def recover(registry, dry_run=False, older_than=0, now=None):
                 continue
             if decision is None:
                 decision = _presume_abort(state, gtrid)
+            checkpoints.reached(Checkpoint.RECOVERY_FINISHES, branch, gtrid)
             try:
-                _finish_recovered(engine, driver, xid, decision)
+                driver.finish_prepared(engine, xid, commit=decision == COMMIT)
             except DBAPIError as exc:
                 if not driver.is_unknown_xid(exc):
                     report.failed.append((xid, str(exc.orig).strip()))
@@ -145,8 +124,10 @@ def recover(registry, dry_run=False, older_than=0, now=None):
     if not dry_run:
         report.remaining = _still_prepared(state)
         left = {parse_xid(x, prefix)[0] for x in report.remaining}
-        _forget(state, {g for g in resolved_gtrids if g not in left}, keep=ABORT)
-        _forget_stale(state, left, now)
+        engines = _decision_engines(state)
+        finished = {g for g in resolved_gtrids if g not in left}
+        state.policy.decisions.forget(engines, finished)
+        _forget_stale(state, engines, left, now)
     return report
 
 
@@ -155,7 +136,7 @@ def recover(registry, dry_run=False, older_than=0, now=None):
 STALE_AFTER = 3600
 
 
-def _forget_stale(state, left, now):
+def _forget_stale(state, engines, left, now):
     if any(
         not callable(getattr(factory, "keys", None))
         for factory in state.engines.factories.values()
@@ -164,19 +145,7 @@ def _forget_stale(state, left, now):
         # decision rather than guess
         return
     cutoff = (now - timedelta(seconds=STALE_AFTER)).replace(tzinfo=None)
-    keep = [f"{state.policy.prefix}:{g}" for g in left]
-    for _name, engine in _decision_engines(state):
-        with engine.begin() as conn:
-            if not inspect(conn).has_table(decisions.name):
-                continue
-            conn.execute(
-                delete(decisions).where(
-                    decisions.c.decision == COMMIT,
-                    decisions.c.created < cutoff,
-                    decisions.c.gtrid.like(f"{state.policy.prefix}:%"),
-                    decisions.c.gtrid.not_in(keep),
-                )
-            )
+    state.policy.decisions.forget_older(engines, cutoff, keep=left)
 
 
 def _dynamic(state):
@@ -205,19 +174,3 @@ def _databases(state):
 def _still_prepared(state):
     prefix = state.policy.prefix
     return [xid for e in _databases(state) for xid, _ in _prepared(e, prefix)]
-
-
-def _forget(state, gtrids, keep=ABORT):
-    """Remove COMMIT decisions whose branches are all finished.  ABORT rows
-    stay: they are what stops a late coordinator from deciding COMMIT."""
-    if not gtrids:
-        return
-    keys = [f"{state.policy.prefix}:{g}" for g in gtrids]
-    for _name, engine in _decision_engines(state):
-        with engine.begin() as conn:
-            if inspect(conn).has_table(decisions.name):
-                conn.execute(
-                    delete(decisions).where(
-                        decisions.c.gtrid.in_(keys), decisions.c.decision != keep
-                    )
-                )

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import transaction
 
 from .config import build_from_settings
-from .transactions import get_tm_session
+from .factory import get_tm_session
 
 
 @contextmanager

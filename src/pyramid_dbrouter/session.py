@@ -32,6 +32,7 @@ from sqlalchemy.util import EMPTY_DICT
 from .binding import BoundSession
 from .exceptions import CrossDatabaseRelationError, DBRouterError
 from .fanout import execute_fanout, identity_first
+from .registration import session_changed
 from .routing import (
     BIND_OPTION,
     DEFAULT_ROUTE,
@@ -43,7 +44,6 @@ from .routing import (
     route,
 )
 from .settings import DEFAULT
-from .twophase import session_changed
 from .writes import statement_writes
 
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from .datamanager import RoutingDataManager
+from .decision_point import participants
 from .writes import sql_writes
 
 ENVIRON_KEY = "dbrouter.trace"
@@ -193,15 +195,13 @@ def _hook_transaction(trace, request, session):
 
 
 def _before_commit(trace, session, transaction):
-    from .twophase import RoutingDataManager
-
     trace._pending = trace._current = None
     # the session's data manager, read again once it committed (it has left
     # the transaction by then)
     trace._manager = next(
         (
             r
-            for r in transaction._resources  # no public accessor exists
+            for r in participants(transaction)
             if isinstance(r, RoutingDataManager) and r.session is session
         ),
         None,

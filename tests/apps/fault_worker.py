@@ -11,9 +11,10 @@ Run as a subprocess, with one JSON argument, and tests/ on the Python path
 * ``engines``: ``{name: url}`` for ``fault_app.make_app``; one row with
   the given ``note`` is written to each of them (or to those listed in
   ``write``), in one request (WebTest, in this process).
-* ``kill_at``: a checkpoint of the commit ("prepared", "decided", ...) and
-  ``engine`` the engine it concerns (none for the points without one), as
-  ``twophase_fixtures.inject_fault`` takes them; ``occurrence`` (default 1)
+* ``kill_at``: a checkpoint of the commit, the value of a
+  ``pyramid_dbrouter.checkpoints.Checkpoint`` ("prepared", "decided", ...),
+  and ``engine`` the engine it concerns (none for the points without one),
+  as ``twophase_fixtures.inject_fault`` takes them; ``occurrence`` (default 1)
   says which time the point is reached kills.
 * ``touch``: engines that also run an UPDATE matching no row (optional):
   they prepare a branch that changed nothing.
@@ -36,6 +37,7 @@ import sys
 import webtest
 
 from fault_app import make_app
+from pyramid_dbrouter.checkpoints import Checkpoint
 from twophase_fixtures import inject_fault
 
 
@@ -53,7 +55,8 @@ def main(argv):
         say(killed_at=kill_at, engine=engine, gtrid=fault.gtrid)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    fault = inject_fault(setattr, (kill_at, engine), die, job.get("occurrence", 1))
+    at = (Checkpoint(kill_at), engine)
+    fault = inject_fault(setattr, at, die, job.get("occurrence", 1))
     app = webtest.TestApp(make_app(engines, **job.get("settings", {})))
     form = {"note": job["note"], "engines": ",".join(job.get("write", engines))}
     if job.get("touch"):

@@ -1,16 +1,26 @@
-"""Sessions joined to a transaction manager, and what happens at commit.
+"""The session factory, and sessions joined to a transaction manager.
 
-A request's session is joined to ``request.tm`` through zope.sqlalchemy, as
-in Pylons' cookiecutter-starter.  What happens at commit depends on how many
-engines *wrote* (ran INSERT, UPDATE, DELETE or DDL) in the transaction:
+:func:`get_session_factory` makes the ``sessionmaker`` of
+:class:`RoutingSession` (the cookiecutter-starter's signature);
+:func:`get_tm_session` and :func:`request_dbsession` give sessions joined to
+a transaction manager (``request.tm`` in a request), as in the starter.
 
-============================  ==========================================
-engines that wrote            at commit
-============================  ==========================================
-none                          every engine rolled back
-one                           ordinary one-phase commit
-two or more                   :class:`UnsafeCommitError`, all rolled back
-============================  ==========================================
+What happens at commit depends on how many engines *wrote* (ran INSERT,
+UPDATE, DELETE or DDL) in the transaction.  Under a transaction manager,
+the data manager commits (its table, in :mod:`.datamanager`, has the
+details); a plain ``session.commit()`` cannot commit in two phases:
+
+=====================  ============================  ============================
+engines that wrote     under a transaction manager   a plain ``session.commit()``
+=====================  ============================  ============================
+none                   every engine rolled back      committed (nothing written)
+one                    one-phase commit              one-phase commit
+two or more, at most   two-phase commit (the one     :class:`UnsafeCommitError`,
+one without two-phase  without: the last resource)   all rolled back
+support
+two or more without    :class:`UnsafeCommitError`,   :class:`UnsafeCommitError`,
+two-phase support      all rolled back               all rolled back
+=====================  ============================  ============================
 
 Savepoints never reset what an engine has written.
 """
@@ -22,19 +32,15 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
+from .branches import driver_for
 from .engines import EngineRegistry
 from .exceptions import UnsafeCommitError
+from .registration import listen_transaction_events, register
 from .routers import RouterChain, check_router
 from .session import RoutingSession
 from .settings import DEFAULT
-from .twophase import (
-    TwoPhasePolicy,
-    listen_transaction_events,
-    register,
-    start_branch,
-)
+from .twophase import TwoPhasePolicy, start_branch
 from .writes import connections, track_writes, wrote
-from .xa import driver_for
 
 
 def writers(session):

@@ -17,10 +17,16 @@ quirks are kept here, as data and comments:
   RECOVER`` lists every branch of the server, and PyMySQL returns its
   ``data`` column as bytes.
 * SQLite cannot prepare: it can only be the last resource.
+
+Every statement of the commit that differs between databases is here: the
+branch's own, what recovery sends to finish a branch it found, and the
+decision's one-round-trip script on PostgreSQL.  Nothing else in the package
+asks which database an engine is.
 """
 
 import re
 import weakref
+from contextlib import contextmanager
 
 from sqlalchemy.exc import DBAPIError
 
@@ -101,6 +107,31 @@ class BranchDriver:
     def set_autocommit(self, dbapi_connection, on):
         dbapi_connection.autocommit = on
 
+    def decision_script(self, table, row, forget):
+        """The statements that write the decision *row* into *table* (and
+        delete the rows whose keys are in *forget*) and commit it durably,
+        as one script sent in one round trip; None: they are sent one by one
+        through SQLAlchemy."""
+        return None
+
+    def commit_prepared(self, dbapi_connection, xid):
+        """COMMIT the branch *xid* prepared on *dbapi_connection*."""
+        self._finish(dbapi_connection, xid, commit=True)
+
+    def rollback_prepared(self, dbapi_connection, xid):
+        """ROLLBACK the branch *xid* prepared on *dbapi_connection*."""
+        self._finish(dbapi_connection, xid, commit=False)
+
+    def _finish(self, dbapi_connection, xid, commit):
+        self.run(dbapi_connection, self._finish_sql(xid, commit))
+
+    def finish_prepared(self, engine, xid, commit):
+        """COMMIT (or ROLLBACK) the prepared branch *xid* from a new
+        autocommit connection of *engine*: a branch left by another
+        connection, or by a process that died."""
+        with autocommit(engine) as dbapi_connection:
+            self.run(dbapi_connection, self._finish_sql(xid, commit))
+
 
 class PostgreSQLDriver(BranchDriver):
     supports_twophase = True
@@ -122,13 +153,31 @@ class PostgreSQLDriver(BranchDriver):
         finally:
             dbapi_connection.autocommit = False
 
-    def commit_prepared(self, dbapi_connection, xid):
-        # PostgreSQL flushes two-phase records whatever synchronous_commit
-        # says: once this returns the decision row may go
-        self._autocommit(dbapi_connection, f"COMMIT PREPARED '{xid}'")
+    def _finish_sql(self, xid, commit):
+        return f"{'COMMIT' if commit else 'ROLLBACK'} PREPARED '{xid}'"
 
-    def rollback_prepared(self, dbapi_connection, xid):
-        self._autocommit(dbapi_connection, f"ROLLBACK PREPARED '{xid}'")
+    def _finish(self, dbapi_connection, xid, commit):
+        # not in a transaction block.  PostgreSQL flushes two-phase records
+        # whatever synchronous_commit says: once a COMMIT PREPARED returns
+        # the decision row may go
+        self._autocommit(dbapi_connection, self._finish_sql(xid, commit))
+
+    def decision_script(self, table, row, forget):
+        """One round trip: the statements of one simple query run as one
+        transaction; SET LOCAL makes its commit durable whatever the
+        server's default (every value is one we made, safe as a literal)."""
+        sql = "SET LOCAL synchronous_commit = on; "
+        if forget:
+            sql += (
+                f"DELETE FROM {table} WHERE gtrid IN ("
+                + ", ".join(f"'{key}'" for key in forget)
+                + "); "
+            )
+        return sql + (
+            f"INSERT INTO {table} (gtrid, decision, branches, created) "
+            f"VALUES ('{row['gtrid']}', '{row['decision']}', "
+            f"'{row['branches']}', now() AT TIME ZONE 'UTC')"
+        )
 
     def recover(self, dbapi_connection):
         """``[(xid, prepared_at_or_None)]`` of this database's prepared
@@ -176,18 +225,15 @@ class MySQLDriver(BranchDriver):
         if commit:
             self.run(dbapi_connection, f"XA COMMIT '{xid}' ONE PHASE")
         else:
-            self.run(dbapi_connection, f"XA ROLLBACK '{xid}'")
+            self.run(dbapi_connection, self._finish_sql(xid, commit=False))
 
     def prepare(self, dbapi_connection, xid):
         self.run(dbapi_connection, f"XA END '{xid}'")
         self.run(dbapi_connection, f"XA PREPARE '{xid}'")
         return True
 
-    def commit_prepared(self, dbapi_connection, xid):
-        self.run(dbapi_connection, f"XA COMMIT '{xid}'")
-
-    def rollback_prepared(self, dbapi_connection, xid):
-        self.run(dbapi_connection, f"XA ROLLBACK '{xid}'")
+    def _finish_sql(self, xid, commit):
+        return f"XA {'COMMIT' if commit else 'ROLLBACK'} '{xid}'"
 
     def recover(self, dbapi_connection):
         _, rows = self.run(dbapi_connection, "XA RECOVER")
@@ -237,3 +283,21 @@ def driver_for(engine):
     if driver is None:
         driver = _CACHE[dialect] = _DRIVERS.get(dialect.name, BranchDriver)(dialect)
     return driver
+
+
+@contextmanager
+def autocommit(engine):
+    """A DBAPI connection of *engine* in autocommit, for statements that may
+    not run in a transaction block; discarded if anything fails, so that no
+    connection goes back to the pool in autocommit."""
+    driver = driver_for(engine)
+    raw = engine.raw_connection()
+    try:
+        driver.set_autocommit(raw.dbapi_connection, True)
+        yield raw.dbapi_connection
+        driver.set_autocommit(raw.dbapi_connection, False)
+    except BaseException:
+        raw.invalidate()
+        raise
+    finally:
+        raw.close()
