@@ -28,6 +28,7 @@ from transaction.interfaces import IDataManagerSavepoint, ISavepointDataManager
 from zope.interface import implementer
 
 from .exceptions import DBRouterError
+from .internals import participants
 
 #: sorts after any key but one made on purpose to come later still
 SORT_KEY = "\U0010ffff" * 4 + "pyramid_dbrouter.decision_point"
@@ -39,11 +40,6 @@ def _sort_key(resource):
     # what transaction's own ``rm_key`` sorts participants by
     key = getattr(resource, "sortKey", None)
     return key() if key is not None else None
-
-
-def participants(trans):
-    """The data managers joined to *trans* (no public accessor exists)."""
-    return list(trans._resources)
 
 
 @implementer(ISavepointDataManager)

@@ -36,7 +36,6 @@ from sqlalchemy import __version__ as sqlalchemy_version
 from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
-from sqlalchemy.sql.base import CompileState
 from sqlalchemy.util import immutabledict, to_list
 
 from .exceptions import FanoutError
@@ -49,6 +48,16 @@ from .fanout_merge import (
     buffered,
     fetch_raw,
     refuse,
+)
+from .internals import (
+    autoflush,
+    cache_key,
+    connection_for_bind,
+    distinct_on,
+    orm_compile_state,
+    propagate_attrs,
+    soft_close,
+    statement_options,
 )
 from .settings import DEFAULT
 
@@ -66,7 +75,7 @@ DEFAULT_WORKERS = 8
 
 def plan_for(statement, dialect_name, names):
     """The merge plan of *statement* over the engines *names*, or FanoutError."""
-    key = statement._generate_cache_key() if isinstance(statement, Select) else None
+    key = cache_key(statement) if isinstance(statement, Select) else None
     key = None if key is None else key.key  # the hashable part: the shape
     if key is not None:
         ordering = _ORDERINGS.get((key, dialect_name))
@@ -74,7 +83,7 @@ def plan_for(statement, dialect_name, names):
             return RowsPlan(statement, names, ordering)
     if not isinstance(statement, Select):
         refuse(statement, names, f"a {type(statement).__name__}")
-    if statement._distinct_on:
+    if distinct_on(statement):
         refuse(statement, names, "DISTINCT ON")
     extensions = getattr(statement, "_get_syntax_extensions_as_dict", None)
     for extension in (extensions() if extensions else {}).values():
@@ -215,7 +224,7 @@ def execute_fanout(
     session, names, statement, params, execution_options, bind_arguments, kw
 ):
     """Run *statement* on the engines *names*; return one merged Result."""
-    options = statement._execution_options.union(execution_options)
+    options = statement_options(statement).union(execution_options)
     mode = options.get("fanout", "merge")
     if mode not in MODES:
         raise FanoutError(
@@ -254,7 +263,7 @@ def execute_fanout(
         else:
             used, order = raw
             for cursor in cursors:
-                cursor._soft_close()
+                soft_close(cursor)
             jobs = [jobs[i] for i, _cursor in used]
             cursors = [cursor for _i, cursor in used]
     results = _results(session, jobs, cursors)
@@ -302,10 +311,8 @@ def _prepare(session, engines, statement, params, execution_options, bind_argume
     """Begin each engine's part of the transaction and prepare its statement,
     in this thread (both touch the session): yields each engine's job as soon
     as it is ready, so that a worker can start on it at once."""
-    orm = statement._propagate_attrs.get("compile_state_plugin", None) == "orm"
-    compile_state_cls = (
-        CompileState._get_plugin_class_for_plugin(statement, "orm") if orm else None
-    )
+    orm = propagate_attrs(statement).get("compile_state_plugin", None) == "orm"
+    compile_state_cls = orm_compile_state(statement) if orm else None
     if _SA_2_1 and session.execution_options:
         execution_options = session.execution_options.union(execution_options)
     first = None  # the first engine's ORM options, which the others share
@@ -345,8 +352,8 @@ def _prepare(session, engines, statement, params, execution_options, bind_argume
             else:
                 binds.setdefault("clause", statement)
                 if not index:
-                    session._autoflush()
-        conn = session._connection_for_bind(engine)
+                    autoflush(session)
+        conn = connection_for_bind(session, engine)
         yield _Job(
             name, engine, compile_state_cls, conn, stmt, stmt_params, options, binds
         )

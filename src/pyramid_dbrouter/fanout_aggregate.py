@@ -54,6 +54,14 @@ from .fanout_merge import (
     refuse,
     sort_key,
 )
+from .internals import (
+    clear_having_and_distinct,
+    group_by,
+    having,
+    is_distinct,
+    order_by,
+    raw_rows,
+)
 
 MERGEABLE = frozenset({"count", "sum", "min", "max", "avg"})
 #: aggregates that cannot be merged exactly from each engine's answer
@@ -84,8 +92,8 @@ def _name(fn):
 
 def is_aggregate(statement, names):
     """Whether *statement* aggregates; FanoutError for what never merges."""
-    found = bool(statement._group_by_clauses or statement._having_criteria)
-    elements = [*statement.selected_columns, *statement._order_by_clauses]
+    found = bool(group_by(statement) or having(statement))
+    elements = [*statement.selected_columns, *order_by(statement)]
     for column in elements:
         for element in visitors.iterate(column):
             if isinstance(element, Over):
@@ -135,7 +143,7 @@ class AggregatePlan:
         self.original = statement
         self.dialect_name = dialect_name
         self.limit, self.offset = limits(statement, names)
-        self.distinct = bool(statement._distinct)
+        self.distinct = bool(is_distinct(statement))
         for description in statement.column_descriptions:
             expr = description.get("expr")
             if expr is not None and _is_entity(expr):
@@ -145,7 +153,7 @@ class AggregatePlan:
                     f"the entity {description.get('name')} with an aggregate or "
                     "GROUP BY (select its columns)",
                 )
-        self.groups = [_unwrap(g) for g in statement._group_by_clauses]
+        self.groups = [_unwrap(g) for g in group_by(statement)]
         self.slots = []
         self.columns = []
         self.keys = {}  # visible column names, for textual ORDER BY
@@ -157,12 +165,12 @@ class AggregatePlan:
             if self._find(group) is None:
                 self._add(_Slot("key", group), group)
         self.having = None
-        if statement._having_criteria:
-            criteria = [self._compile(c) for c in statement._having_criteria]
+        if having(statement):
+            criteria = [self._compile(c) for c in having(statement)]
             self.having = criteria[0] if len(criteria) == 1 else _and(criteria)
         nulls_high = dialect_name in _NULLS_HIGH
         self.getters = []
-        for clause in statement._order_by_clauses:
+        for clause in order_by(statement):
             element, descending, nulls_first = order_terms(clause)
             index = self._order_index(element)
             if nulls_first is None:
@@ -180,8 +188,7 @@ class AggregatePlan:
         per_engine = per_engine.order_by(None).limit(None).offset(None)
         # a private copy made by with_only_columns(): HAVING and DISTINCT
         # apply to the merged groups, not to each engine's
-        per_engine._having_criteria = ()
-        per_engine._distinct = False
+        clear_having_and_distinct(per_engine)
         self.statement = per_engine
 
     # -- building the columns each engine returns ---------------------------------
@@ -310,7 +317,7 @@ class AggregatePlan:
         ]
         groups = {}
         for result in results:
-            for raw in result._raw_row_iterator():
+            for raw in raw_rows(result):
                 key = tuple([raw[i] for i in key_indexes])
                 merged = groups.get(key)
                 if merged is None:

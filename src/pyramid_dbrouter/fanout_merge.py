@@ -27,13 +27,28 @@ import itertools
 import operator
 
 from sqlalchemy import inspect
-from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
 from sqlalchemy.engine.result import IteratorResult, MergedResult
 from sqlalchemy.exc import CompileError
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import Label, UnaryExpression
 
 from .exceptions import FanoutError
+from .internals import (
+    clone_result,
+    copy_result_attributes,
+    fetchall_raw,
+    is_distinct,
+    limit_of,
+    offset_of,
+    order_by,
+    raw_rows,
+    reset_memoizations,
+    result_metadata,
+    serve_buffered,
+    soft_close,
+    supports_scalars,
+    with_options,
+)
 
 # databases that sort NULL above every value (NULLS LAST for ASC)
 _NULLS_HIGH = frozenset({"postgresql", "oracle"})
@@ -55,7 +70,7 @@ def refuse(statement, names, what):
 def limits(statement, names):
     """``(limit, offset)`` of *statement*, plain integers (limit may be None)."""
     try:
-        return statement._limit, statement._offset or 0
+        return limit_of(statement), offset_of(statement) or 0
     except CompileError:
         refuse(statement, names, "a LIMIT or OFFSET that is not a plain integer")
 
@@ -144,7 +159,7 @@ class Ordering:
     def __init__(self, statement, dialect_name, names):
         nulls_high = dialect_name in _NULLS_HIGH
         self.keys = []  # (getter over ORM rows, element, descending, nulls first)
-        for clause in statement._order_by_clauses:
+        for clause in order_by(statement):
             element, descending, nulls_first = order_terms(clause)
             if nulls_first is None:
                 nulls_first = nulls_high == descending
@@ -159,7 +174,7 @@ class Ordering:
         self._raw = None  # (cursor metadata, raw getters), the last ones made
         # raw rows can be merged before any object is built when each row is
         # one result row: no loader option or joined eager load adds rows
-        self.raw_ok = not statement._with_options and not any(
+        self.raw_ok = not with_options(statement) and not any(
             _joins_eagerly(d.get("entity"))
             for d in statement.column_descriptions
             if _is_entity(d.get("expr"))
@@ -227,7 +242,7 @@ class RowsPlan:
         self.names = names
         self.ordering = ordering
         self.limit, self.offset = limits(statement, names)
-        self.distinct = bool(statement._distinct)
+        self.distinct = bool(is_distinct(statement))
         if self.offset and self.limit is not None:
             # each engine gives the rows up to the end of the page
             statement = statement.limit(self.limit + self.offset).offset(None)
@@ -266,10 +281,10 @@ class RowsPlan:
 
     def merge(self, results, order=None, unique=None):
         if order is not None:
-            streams = [r._raw_row_iterator() for r in results]
+            streams = [raw_rows(r) for r in results]
             return StreamedResult(results, (next(streams[i]) for i in order))
-        scalars = results[0]._source_supports_scalars
-        streams = [result._raw_row_iterator() for result in results]
+        scalars = supports_scalars(results[0])
+        streams = [raw_rows(result) for result in results]
         if unique == "first":
             streams = [iter(rows) for rows in first_per_identity(streams, scalars)]
         if self.ordering.keys:
@@ -333,9 +348,9 @@ def _joins_eagerly(entity):
 def buffered(cursor, rows):
     """A clone of *cursor* holding *rows* (as ``CursorResult.splice_vertically``
     makes one): the ORM builds objects from it as from the cursor."""
-    clone = cursor._generate()
-    clone.cursor_strategy = FullyBufferedCursorFetchStrategy(None, initial_buffer=rows)
-    clone._reset_memoizations()
+    clone = clone_result(cursor)
+    serve_buffered(clone, rows)
+    reset_memoizations(clone)
     return clone
 
 
@@ -343,7 +358,7 @@ def fetch_raw(cursor):
     """Every raw row of *cursor* (bounded reads), before any processing."""
     if not cursor.returns_rows:
         return []
-    return cursor._fetchall_impl()
+    return fetchall_raw(cursor)
 
 
 class StreamedResult(MergedResult):
@@ -351,18 +366,18 @@ class StreamedResult(MergedResult):
     iterator over their raw rows (read lazily, in the caller's thread)."""
 
     def __init__(self, results, rows):
-        super().__init__(results[0]._metadata, results)
+        super().__init__(result_metadata(results[0]), results)
         self.iterator = rows
 
 
 def materialized(results, rows, visible=None):
     """A Result of *rows* (raw rows shaped as *results*' rows), keeping only
     the first *visible* columns."""
-    result = IteratorResult(results[0]._metadata, iter(rows))
-    result._attributes = results[0]._attributes
+    result = IteratorResult(result_metadata(results[0]), iter(rows))
+    copy_result_attributes(result, results[0])
     for each in results:
-        each._soft_close()
-    if visible is not None and visible < len(results[0]._metadata.keys):
+        soft_close(each)
+    if visible is not None and visible < len(result_metadata(results[0]).keys):
         result = result.columns(*range(visible))
     return result
 

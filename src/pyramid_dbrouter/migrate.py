@@ -7,16 +7,15 @@ asked with the mapped class, or with the ``Table`` where no class maps it
 everywhere (Django's default).
 """
 
-from sqlalchemy.orm import mapperlib
-
 from .config import get_state
 from .exceptions import ConfigurationError
+from .internals import all_registries
 from .routing import migration
 
 
 def _classes_by_table():
     found = {}
-    for registry in list(mapperlib._all_registries()):
+    for registry in all_registries():
         for mapper in registry.mappers:
             for table in mapper.tables:
                 found.setdefault(table, mapper.class_)

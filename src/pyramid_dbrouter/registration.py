@@ -10,9 +10,7 @@ handlers are listened to once on the session factory, not on each session.
 import transaction as zope_transaction
 from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
-from transaction._transaction import Status as ZopeStatus
 from zope.sqlalchemy.datamanager import (
-    _SESSION_STATE,
     STATUS_ACTIVE,
     STATUS_CHANGED,
     STATUS_READONLY,
@@ -20,10 +18,12 @@ from zope.sqlalchemy.datamanager import (
 
 from .datamanager import RoutingDataManager
 from .exceptions import DBRouterError
+from .internals import SESSION_STATE
+from .internals import TransactionStatus as ZopeStatus
 
 
 def join_transaction(session, initial_state, transaction_manager, keep_session=False):
-    if _SESSION_STATE.get(session, None) is None:
+    if SESSION_STATE.get(session, None) is None:
         RoutingDataManager(
             session, initial_state, transaction_manager, keep_session=keep_session
         )
@@ -31,7 +31,7 @@ def join_transaction(session, initial_state, transaction_manager, keep_session=F
 
 def mark_changed(session, transaction_manager, keep_session=False):
     join_transaction(session, STATUS_CHANGED, transaction_manager, keep_session)
-    _SESSION_STATE[session] = STATUS_CHANGED
+    SESSION_STATE[session] = STATUS_CHANGED
 
 
 # zope.sqlalchemy's session events, listened to once on the session factory

@@ -26,19 +26,36 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import NoResultFound, SADeprecationWarning
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.base import PassiveFlag
-from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 from sqlalchemy.util import EMPTY_DICT
 
 from .binding import BoundSession
-from .exceptions import CrossDatabaseRelationError, DBRouterError
+from .exceptions import DBRouterError
 from .fanout import execute_fanout, identity_first
+from .internals import (
+    deleted_states,
+    identity_lookup,
+    is_clean,
+    is_flushing,
+    load_origin,
+    modified_states,
+    pending_states,
+    propagate_attrs,
+    session_execute,
+    statement_options,
+)
 from .registration import session_changed
+from .relations import (
+    check_relations,
+    flush_order,
+    follow_relations,
+    has_relations,
+    state_engine,
+)
 from .routing import (
     BIND_OPTION,
     DEFAULT_ROUTE,
     LOADED,
     OPTION,
-    RELATED,
     USING_BIND,
     Route,
     route,
@@ -51,21 +68,13 @@ def _token(name):
     return None if name == DEFAULT else name
 
 
-def _state_engine(state):
-    """The engine name of an instance state, or None for a new, unrouted one."""
-    key = state.key
-    if key is not None:
-        return key[2] or DEFAULT
-    return state.identity_token
-
-
 def bind_of(obj):
     """The name of the engine *obj* belongs to.
 
     For an object that was loaded or flushed, the engine it came from; for a
     new object not yet flushed, the engine it was pinned to, or ``None``.
     """
-    return _state_engine(inspect(obj))
+    return state_engine(inspect(obj))
 
 
 def _model_of(entity):
@@ -80,44 +89,7 @@ def _model_of(entity):
 
 
 def _statement_model(statement):
-    return _model_of(statement._propagate_attrs.get("plugin_subject"))
-
-
-_RELATIONSHIPS = weakref.WeakKeyDictionary()
-
-
-def _relationships(mapper):
-    """The mapper's relationships, as a tuple (walked for every flushed object)."""
-    found = _RELATIONSHIPS.get(mapper)
-    if found is None:
-        found = _RELATIONSHIPS[mapper] = tuple(mapper.relationships)
-    return found
-
-
-_RELATIONSHIP_KEYS = weakref.WeakKeyDictionary()
-
-
-def _has_relations(state):
-    """Whether any relationship of *state* holds a value (a C-level test:
-    most flushed objects have none loaded)."""
-    keys = _RELATIONSHIP_KEYS.get(state.mapper)
-    if keys is None:
-        keys = _RELATIONSHIP_KEYS[state.mapper] = frozenset(
-            prop.key for prop in _relationships(state.mapper)
-        )
-    return bool(keys) and not keys.isdisjoint(state.dict)
-
-
-_session_execute = Session._execute_internal
-
-
-def _related(state, prop):
-    value = state.dict.get(prop.key)
-    if value is None:
-        return ()
-    if prop.uselist:
-        return list(value)
-    return (value,)
+    return _model_of(propagate_attrs(statement).get("plugin_subject"))
 
 
 class RoutingSession(Session):
@@ -209,17 +181,17 @@ class RoutingSession(Session):
 
     def _dbr_inherited(self, statement, execution_options):
         """The engine a loader statement must use: its parent object's."""
-        statement_options = statement._execution_options
-        name = execution_options.get(BIND_OPTION) or statement_options.get(BIND_OPTION)
+        own = statement_options(statement)
+        name = execution_options.get(BIND_OPTION) or own.get(BIND_OPTION)
         if name is not None:
             return name
-        if statement_options:
+        if own:
             # a subquery eager load carries its parent query's options: the
             # identity token of an engine, or none for ``default``
-            token = statement_options.get("identity_token")
+            token = own.get("identity_token")
             if token is not None:
                 return token
-            for key in statement_options:
+            for key in own:
                 if type(key) is tuple and key[0] == "orig_query":
                     return DEFAULT
         top = execution_options.get("sa_top_level_orm_context")
@@ -228,10 +200,10 @@ class RoutingSession(Session):
             return DEFAULT if bind is None else self.engines.name_of(bind)
         options = execution_options.get("_sa_orm_load_options")
         if options is not None:
-            state = options._refresh_state or options._lazy_loaded_from
+            state, token = load_origin(options)
             if state is not None:
-                return _state_engine(state) or DEFAULT
-            return options._identity_token
+                return state_engine(state) or DEFAULT
+            return token
         return None
 
     def get_bind(self, mapper=None, *, clause=None, bind=None, **kw):
@@ -264,7 +236,7 @@ class RoutingSession(Session):
         **kw,
     ):
         if bind_arguments and bind_arguments.get("bind") is not None:
-            result = _session_execute(
+            result = session_execute(
                 self,
                 statement,
                 params,
@@ -277,16 +249,16 @@ class RoutingSession(Session):
             return result
         if not hasattr(statement, "_propagate_attrs"):
             # not a statement: let SQLAlchemy raise its own error
-            return super()._execute_internal(
-                statement, params, execution_options=execution_options, **kw
+            return session_execute(
+                self, statement, params, execution_options=execution_options, **kw
             )
         is_select = statement.is_select
         writes = not is_select and statement_writes(statement)
         name = routed = None
-        if execution_options or statement._execution_options:
+        if execution_options or statement_options(statement):
             name = self._dbr_inherited(statement, execution_options)
         if name is None:
-            subject = statement._propagate_attrs.get("plugin_subject")
+            subject = propagate_attrs(statement).get("plugin_subject")
             model = subject.class_ if subject is not None else None
             routed = self._dbr_route(model, not is_select, statement)
             name = routed.name
@@ -307,7 +279,8 @@ class RoutingSession(Session):
                 execution_options["identity_token"] = token
         previous, self._dbr_exec_bind = self._dbr_exec_bind, engine
         try:
-            result = super()._execute_internal(
+            result = session_execute(
+                self,
                 statement,
                 params,
                 execution_options=execution_options,
@@ -355,8 +328,8 @@ class RoutingSession(Session):
     ):
         # a many-to-one lazy load looks in its parent's engine's identities
         if identity_token is None and lazy_loaded_from is not None:
-            identity_token = _token(_state_engine(lazy_loaded_from) or DEFAULT)
-        return Session._identity_lookup(
+            identity_token = _token(state_engine(lazy_loaded_from) or DEFAULT)
+        return identity_lookup(
             self,
             mapper,
             primary_key_identity,
@@ -434,9 +407,9 @@ class RoutingSession(Session):
     # -- flushing ------------------------------------------------------------------
 
     def flush(self, objects=None):
-        if self._flushing:
+        if is_flushing(self):
             return super().flush(objects)  # raises: already flushing
-        if self._is_clean():
+        if is_clean(self):
             return
         groups = self._dbr_plan_flush(objects)
         if len(groups) <= 1:
@@ -448,7 +421,7 @@ class RoutingSession(Session):
             finally:
                 self._dbr_flush_bind = None
             return
-        for name in self._dbr_flush_order(groups):
+        for name in flush_order(groups):
             self._dbr_flush_bind = self.engine(name)
             try:
                 with warnings.catch_warnings():
@@ -467,7 +440,7 @@ class RoutingSession(Session):
             only = {inspect(o) for o in objects}
         groups = {}
         undecided = []
-        for state in list(self._new):
+        for state in list(pending_states(self)):
             if only is not None and state not in only:
                 continue
             pin = state.identity_token
@@ -479,7 +452,7 @@ class RoutingSession(Session):
                 undecided.append(state)
             else:
                 self._dbr_assign(state, routed, groups)
-        for state in (*self._deleted, *self.identity_map._modified):
+        for state in (*deleted_states(self), *modified_states(self)):
             if state.key is None or (only is not None and state not in only):
                 continue
             groups.setdefault(state.key[2] or DEFAULT, []).append(state)
@@ -487,15 +460,15 @@ class RoutingSession(Session):
         if self._dbr_multi:
             related = [s for states in groups.values() for s in states]
             related += undecided
-            related = [s for s in related if _has_relations(s)]
+            related = [s for s in related if has_relations(s)]
         if undecided:
             if related:
-                self._dbr_follow_relations(undecided, groups)
+                follow_relations(self, undecided, groups)
             else:
                 for state in undecided:
                     self._dbr_assign(state, DEFAULT_ROUTE, groups)
         if related:
-            self._dbr_check_relations(groups)
+            check_relations(self, groups)
         return groups
 
     def _dbr_assign(self, state, routed, groups):
@@ -519,89 +492,3 @@ class RoutingSession(Session):
             session=self,
             default=None,
         )
-
-    def _dbr_follow_relations(self, undecided, groups):
-        """Django's instance hint: a new object nobody routed goes with the
-        objects it is related to, in either direction; else to ``default``."""
-        pending = set(undecided)
-        if self._dbr_multi:
-            # pending objects by the objects they point at, built once, so
-            # that the walk below is linear in the relations
-            pointing = {}
-            known = [s for states in groups.values() for s in states]
-            for state in undecided:
-                for prop in _relationships(state.mapper):
-                    for other in _related(state, prop):
-                        other_state = inspect(other)
-                        pointing.setdefault(other_state, []).append(state)
-                        if other_state not in pending and (
-                            _state_engine(other_state) is not None
-                        ):
-                            known.append(other_state)
-            while known and pending:
-                state = known.pop()
-                name = _state_engine(state) or DEFAULT
-                neighbours = list(pointing.get(state, ()))
-                for prop in _relationships(state.mapper):
-                    neighbours.extend(inspect(o) for o in _related(state, prop))
-                for other_state in neighbours:
-                    if other_state in pending:
-                        pending.discard(other_state)
-                        routed = Route(name, RELATED, state)
-                        self._dbr_assign(other_state, routed, groups)
-                        known.append(other_state)
-        for state in undecided:
-            if state in pending:
-                self._dbr_assign(state, DEFAULT_ROUTE, groups)
-
-    def _dbr_check_relations(self, groups):
-        for name, states in groups.items():
-            for state in states:
-                if not _has_relations(state):
-                    continue
-                for prop in _relationships(state.mapper):
-                    for other in _related(state, prop):
-                        other_name = _state_engine(inspect(other)) or DEFAULT
-                        if other_name != name:
-                            self._dbr_allow_relation(
-                                state.obj(), name, other, other_name
-                            )
-
-    def _dbr_allow_relation(self, obj, name, other, other_name):
-        allowed = self.routers.allow_relation(obj, other, **self._dbr_hints({}))
-        if not allowed:
-            why = "a router refused it" if allowed is False else "no router allowed it"
-            raise CrossDatabaseRelationError(
-                f"{type(obj).__name__} in engine {name!r} cannot be related to "
-                f"{type(other).__name__} in engine {other_name!r}: {why} "
-                "(allow_relation); relate objects of one engine, or add a router "
-                "whose allow_relation returns True for them"
-            )
-
-    def _dbr_flush_order(self, groups):
-        """Engines whose rows others refer to are flushed first."""
-        where = {state: name for name, states in groups.items() for state in states}
-        before = {name: set() for name in groups}
-        for state, name in where.items():
-            for prop in _relationships(state.mapper):
-                if prop.direction not in (MANYTOONE, ONETOMANY):
-                    continue
-                for other in _related(state, prop):
-                    other_name = where.get(inspect(other))
-                    if other_name is None or other_name == name:
-                        continue
-                    if prop.direction is MANYTOONE:
-                        before[name].add(other_name)
-                    else:
-                        before[other_name].add(name)
-        order = []
-        while before:
-            ready = sorted(n for n, deps in before.items() if not deps) or sorted(
-                before
-            )
-            first = ready[0]
-            order.append(first)
-            del before[first]
-            for deps in before.values():
-                deps.discard(first)
-        return order

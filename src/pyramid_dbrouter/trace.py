@@ -34,7 +34,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from .datamanager import RoutingDataManager
-from .decision_point import participants
+from .internals import participants
 from .writes import sql_writes
 
 ENVIRON_KEY = "dbrouter.trace"

@@ -15,6 +15,8 @@ import weakref
 from sqlalchemy.sql.ddl import ExecutableDDLElement
 from sqlalchemy.sql.elements import TextClause
 
+from .internals import transaction_connections
+
 _WRITE_VERBS = frozenset(
     "INSERT UPDATE DELETE REPLACE MERGE UPSERT CREATE DROP ALTER TRUNCATE "
     "RENAME COMMENT GRANT REVOKE".split()
@@ -54,7 +56,7 @@ def connections(session, session_transaction=None):
     if root is None:
         return []
     seen, found = set(), []
-    for conn, *_ in root._connections.values():
+    for conn, *_ in transaction_connections(root).values():
         if id(conn) in seen or conn.closed or conn.invalidated:
             continue
         seen.add(id(conn))
