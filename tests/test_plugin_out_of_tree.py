@@ -120,10 +120,9 @@ def main(global_config, **settings):
     with Configurator(settings=settings) as config:
         config.include("pyramid_dbrouter")
         config.add_route("table", "/{table}")
-        # every view renders JSON (the application's default renderer)
-        config.add_renderer(None, "json")
-        config.add_view(add, route_name="table", request_method="POST")
-        config.add_view(count, route_name="table", request_method="GET")
+        on_table = {"route_name": "table", "renderer": "json"}
+        config.add_view(add, request_method="POST", **on_table)
+        config.add_view(count, request_method="GET", **on_table)
     return config.make_wsgi_app()
 """
 
