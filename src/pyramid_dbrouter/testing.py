@@ -50,9 +50,12 @@ import fnmatch
 import os
 
 import pytest
+from sqlalchemy import event
 
 from .config import get_state
 from .exceptions import DBRouterError
+from .migrate import init_db
+from .transactions import get_tm_session
 
 MARKER = "dbrouter_engines"
 
@@ -125,8 +128,6 @@ def dbrouter_schema(app):
     registry = app.registry
     if get_state(registry).metadata is None:
         return None
-    from .migrate import init_db
-
     return init_db(registry)
 
 
@@ -150,10 +151,6 @@ def _allowed(request):
 @pytest.fixture
 def dbsession(request, app, dbrouter_schema, tm):
     """The test's session over every engine, joined to ``tm``."""
-    from sqlalchemy import event
-
-    from .transactions import get_tm_session
-
     session = get_tm_session(app.registry["dbsession_factory"], tm)
     allowed = _allowed(request)
     if allowed is not None:
