@@ -13,6 +13,10 @@ from sample import Base
 
 pytest_plugins = ("server_fixtures", "twophase_fixtures")
 
+# a user's project with its own pytest.ini and top-level conftest (which opts in
+# to pyramid_dbrouter.testing): test_testing.py runs it as its own pytest session
+collect_ignore = ["apps/notes"]
+
 
 @pytest.fixture
 def sqlite_engines(tmp_path):
