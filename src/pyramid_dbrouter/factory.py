@@ -149,4 +149,7 @@ def request_dbsession(request):
     if dbsession is None:
         factory = request.registry["dbsession_factory"]
         dbsession = get_tm_session(factory, request.tm, request=request)
+    else:
+        # the shared session serves this request now: routers see it
+        dbsession.info["request"] = request
     return dbsession

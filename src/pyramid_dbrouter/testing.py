@@ -54,8 +54,8 @@ from sqlalchemy import event
 
 from .config import get_state
 from .exceptions import DBRouterError
+from .factory import get_tm_session
 from .migrate import init_db
-from .transactions import get_tm_session
 
 MARKER = "dbrouter_engines"
 
