@@ -47,13 +47,15 @@ def main(argv):
 
         move.checkpoint = checkpoint
     else:
+        from pyramid_dbrouter.checkpoints import Checkpoint
         from twophase_fixtures import inject_fault
 
         def die():
             say(killed_at=point, gtrid=fault.gtrid)
             os.kill(os.getpid(), signal.SIGKILL)
 
-        fault = inject_fault(setattr, (point, job.get("engine")), die, occurrence)
+        at = (Checkpoint(point), job.get("engine"))
+        fault = inject_fault(setattr, at, die, occurrence)
     status = cli.main(job["argv"])
     say(finished=status)
     return 0

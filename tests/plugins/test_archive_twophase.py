@@ -30,7 +30,7 @@ POINTS = [
     ("prepared", "archive"),
     ("before-prepare", "default"),
     ("prepared", "default"),
-    ("decision-inserted", None),  # the decision's row, not yet committed
+    ("before-decision-commits", None),  # the decision's row, not yet committed
     ("decided", None),  # the commit point: the decision committed
     ("before-commit-prepared", "archive"),
     ("committed", "archive"),
