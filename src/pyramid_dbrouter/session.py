@@ -20,7 +20,6 @@ the objects they link and ORM bulk statements keep working (a per-object
 """
 
 import warnings
-import weakref
 
 from sqlalchemy import inspect
 from sqlalchemy.exc import NoResultFound, SADeprecationWarning
@@ -52,10 +51,12 @@ from .relations import (
     state_engine,
 )
 from .routing import (
+    BIND_KEY,
     BIND_OPTION,
     DEFAULT_ROUTE,
     LOADED,
     OPTION,
+    ROUTER,
     USING_BIND,
     Route,
     route,
@@ -131,7 +132,9 @@ class RoutingSession(Session):
         self._dbr_pins = []
         self._dbr_exec_bind = None
         self._dbr_flush_bind = None
-        self._dbr_routes = None  # state -> Route of the new objects routed
+        # state -> Route of the new objects the last flush routed (a plain
+        # dict, renewed at each flush: cheaper than weak references)
+        self._dbr_routes = None
         # (transaction manager, initial state, keep_session) of ``register``,
         # if any: writes we can see are marked changed on that manager, so
         # that they are never silently lost
@@ -440,6 +443,7 @@ class RoutingSession(Session):
             only = {inspect(o) for o in objects}
         groups = {}
         undecided = []
+        self._dbr_routes = {}
         for state in list(pending_states(self)):
             if only is not None and state not in only:
                 continue
@@ -477,18 +481,22 @@ class RoutingSession(Session):
         self.engine(routed.name, routed)
         state.identity_token = _token(name)
         groups.setdefault(name, []).append(state)
-        if self._dbr_routes is None:
-            self._dbr_routes = weakref.WeakKeyDictionary()
         self._dbr_routes[state] = routed
 
     def _dbr_route_new(self, state):
-        """``__bind_key__``, then routers; None when all abstain."""
-        return route(
-            self.routers,
-            state.class_,
-            True,
+        """``__bind_key__``, then routers; None when all abstain (the
+        precedence of routing.route, inlined: it runs for every new object)."""
+        model = state.class_
+        key = getattr(model, "__bind_key__", None)
+        if key is not None:
+            return Route(key, BIND_KEY, model)
+        if not self.routers.has_write:
+            return None
+        answer, router = self.routers.first_write(
+            model,
             instance=state.obj(),
+            clause=None,
             request=self.info.get("request"),
             session=self,
-            default=None,
         )
+        return None if answer is None else Route(answer, ROUTER, router)
