@@ -13,7 +13,7 @@ PREFIX = "dbrouter.replica."
 STRATEGIES = ("round_robin", "random")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 
-#: the defaults, and why (README, "Plugin: dbrouter_replica")
+#: the defaults, and why (README, "Primary and replicas")
 DEFAULTS = {
     "primary": "default",
     "strategy": "round_robin",
