@@ -96,13 +96,33 @@ def submit(driver, label):
 
 
 def click_and_wait(driver, by, value):
+    """Click, and wait until the page the click left is gone."""
+    from selenium.common.exceptions import (
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
+    wait = WebDriverWait(driver, 20)
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(by, value).click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+
+    def left(_driver):
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            # chromedriver's word, mid-navigation, for a node of the old page
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    wait.until(left)
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def text(driver):
