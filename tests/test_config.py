@@ -124,3 +124,19 @@ def test_engine_factories_conflict_on_the_same_prefix():
     config.add_db_engine_factory("tenant", lambda key, settings: "sqlite://")
     with pytest.raises(ConfigurationConflictError, match="dbrouter-engine-factory"):
         config.commit()
+
+
+def test_find_router_from_a_registry_and_a_session():
+    """How a plugin finds its router (and the state it keeps) again."""
+    from pyramid_dbrouter import find_router
+
+    config = configurator(**{"sqlalchemy.other.url": "sqlite://"})
+    config.add_db_router(EverythingTo("other"))
+    assert find_router(config.registry, EverythingTo) is None  # not committed yet
+    config.commit()
+    router = find_router(config.registry, EverythingTo)
+    assert isinstance(router, EverythingTo) and router.name == "other"
+    session = config.registry["dbsession_factory"]()
+    assert find_router(session, EverythingTo) is router
+    assert find_router(session, Reads) is None
+    session.close()

@@ -6,7 +6,7 @@ import threading
 from sqlalchemy import inspect
 from sqlalchemy.orm.interfaces import MANYTOONE
 
-from pyramid_dbrouter import bind_of
+from pyramid_dbrouter import bind_of, find_router
 
 from .exceptions import ArchiveMoveError, ArchiveReadOnlyError
 from .family import family_of
@@ -124,11 +124,9 @@ def get_archive(context):
     session (the session of ``session_scope`` in a script, say)."""
     from .router import ArchiveRouter
 
-    routers = getattr(context, "routers", None)
-    if routers is not None and hasattr(routers, "routers"):
-        for router in routers.routers:
-            if isinstance(router, ArchiveRouter):
-                return router.archive
+    router = find_router(context, ArchiveRouter)
+    if router is not None:
+        return router.archive
     registry = getattr(context, "registry", context)
     try:
         return registry[REGISTRY_KEY]

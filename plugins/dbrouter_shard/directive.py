@@ -9,7 +9,7 @@ after every engine was added, so that a typo fails at start-up, naming it.
 from pyramid.config import PHASE2_CONFIG
 from pyramid.exceptions import ConfigurationError
 
-from pyramid_dbrouter import get_engines
+from pyramid_dbrouter import find_router, get_engines
 
 from .router import ShardRouter
 from .settings import (
@@ -117,11 +117,9 @@ def _resolve_strategy(config, strategy, key):
 def get_shards(context):
     """The application's :class:`Shards`, from a registry, a request or a
     session (the session of ``session_scope`` in a thread, say)."""
-    routers = getattr(context, "routers", None)
-    if routers is not None and hasattr(routers, "routers"):
-        for router in routers.routers:
-            if isinstance(router, ShardRouter):
-                return router.shards
+    router = find_router(context, ShardRouter)
+    if router is not None:
+        return router.shards
     registry = getattr(context, "registry", context)
     try:
         return registry[REGISTRY_KEY]

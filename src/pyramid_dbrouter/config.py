@@ -58,6 +58,21 @@ def dispose_engine(registry, name):
     return get_state(registry).engines.discard(name)
 
 
+def find_router(context, router_class):
+    """The first router of *router_class* an application consults, from a
+    session, a request or a registry; None if it has none (or before the
+    configuration is committed).  Plugins find their own state this way."""
+    routers = getattr(context, "routers", None)  # a RoutingSession's chain
+    if routers is None:
+        registry = getattr(context, "registry", context)
+        state = registry.get("dbrouter") if hasattr(registry, "get") else None
+        routers = state.chain if state is not None else None
+    for router in getattr(routers, "routers", ()):
+        if isinstance(router, router_class):
+            return router
+    return None
+
+
 def _router_name(router):
     cls = router if isinstance(router, type) else type(router)
     return f"{cls.__module__}.{cls.__qualname__}"
