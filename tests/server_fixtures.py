@@ -28,6 +28,11 @@ marker, so ``-m "not servers"`` deselects them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import tempfile
+
 import pytest
 
 import _servers
@@ -155,6 +160,14 @@ def maria_db(mariadb):
     # XA branches are server-wide, not per database: the ones that appeared
     # during the test are taken to be the test's, and rolled back, since a
     # prepared branch holds its locks (and blocks the drop) until resolved.
+    # That holds only if no other test run on this machine prepares branches
+    # meanwhile, so such tests take a machine-wide lock (serialised across
+    # concurrent runs; a single run never waits).
+    with _machine_lock("pyramid_dbrouter-mariadb-xa"):
+        yield from _maria_database(mariadb)
+
+
+def _maria_database(mariadb):
     before = set(mariadb.xa_recover())
     name = mariadb.create_database()
     yield mariadb.url(name)
@@ -170,3 +183,15 @@ def maria_db(mariadb):
             if exc.args[:1] != (XAER_NOTA,):
                 raise
     mariadb.drop_database(name)
+
+
+@contextlib.contextmanager
+def _machine_lock(name):
+    """An exclusive lock shared by every process of this machine."""
+    path = os.path.join(tempfile.gettempdir(), f"{name}.lock")
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

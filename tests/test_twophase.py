@@ -11,6 +11,7 @@ from sqlalchemy import create_engine
 from pyramid_dbrouter import UnsafeCommitError
 from pyramid_dbrouter.checkpoints import Checkpoint
 from pyramid_dbrouter.twophase import TransactionVotedNo
+from server_fixtures import unavailable
 from twophase_app import count, create_tables, make_app
 from twophase_fixtures import decisions_on, inject_fault, our_branches
 
@@ -126,7 +127,7 @@ def test_a_server_without_prepared_transactions_is_refused_before_anything(pg_db
     try:
         create_tables([service])
     except Exception as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"the PostgreSQL service is not reachable: {exc}")
+        unavailable(f"the PostgreSQL service is not reachable: {exc}")
     before = count(service)
     with pytest.raises(UnsafeCommitError, match="max_prepared_transactions = 0"):
         app.post("/write", {"note": "refused-by-service", "engines": "default,service"})
