@@ -12,7 +12,7 @@ SA21 = SQLAlchemy >= 2.1, < 2.2
 SA20 = SQLAlchemy >= 2.0.58, < 2.1
 EXTRAS = .[testing,demo]
 LINT_PATHS = src tests benchmarks $(wildcard plugins)
-SETUP_FILES = setup.cfg setup.py pyproject.toml $(wildcard plugins/*/__init__.py)
+SETUP_FILES = setup.cfg pyproject.toml $(wildcard plugins/*/__init__.py)
 
 .PHONY: run test test-sa21 test-sa20 lint format bench install install-sa20 clean postgres postgres-stop run-postgres
 
