@@ -22,7 +22,12 @@ USERS = 100
 
 @pytest.fixture
 def sqlite_shards(tmp_path):
-    return {f"shard{i}": f"sqlite:///{tmp_path / f'shard{i}.db'}" for i in range(10)}
+    # 100 writers share 10 files: on a loaded machine a writer may wait for a
+    # file's lock longer than pysqlite's 5 s default
+    return {
+        f"shard{i}": f"sqlite:///{tmp_path / f'shard{i}.db'}?timeout=60"
+        for i in range(10)
+    }
 
 
 @pytest.fixture
