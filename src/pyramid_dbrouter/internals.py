@@ -112,6 +112,12 @@ PRIVATE_NAMES = [
     ("Select", "_offset", "the page cut after merging"),
     (
         "Select",
+        "_where_criteria",
+        "where_values reads the WHERE's terms; the public whereclause "
+        "builds a new AND of them on every access (half of a router's cost)",
+    ),
+    (
+        "Select",
         "_with_options",
         "loader options decide whether raw rows can be merged before objects are built",
     ),
@@ -280,6 +286,12 @@ def offset_of(select):
 
 def with_options(select):
     return select._with_options
+
+
+def where_criteria(statement):
+    """The terms a SELECT, UPDATE or DELETE's WHERE ANDs together (a
+    tuple), or None for anything else."""
+    return getattr(statement, "_where_criteria", None)
 
 
 # -- results ---------------------------------------------------------------------

@@ -22,6 +22,8 @@ from sqlalchemy.sql.elements import (
     Grouping,
 )
 
+from .internals import where_criteria
+
 __all__ = ["where_values"]
 
 _UNKNOWN = None
@@ -42,10 +44,16 @@ def where_values(clause, column):
     column = (
         column.__clause_element__() if hasattr(column, "__clause_element__") else column
     )
-    where = getattr(clause, "whereclause", clause)
-    if where is None or not hasattr(where, "get_children"):
+    criteria = where_criteria(clause)
+    if criteria is not None:
+        if not criteria:
+            return _UNKNOWN
+        if len(criteria) == 1:
+            return _values(criteria[0], column)
+        return _and(criteria, column)
+    if not hasattr(clause, "get_children"):
         return _UNKNOWN
-    return _values(where, column)
+    return _values(clause, column)
 
 
 def _values(element, column):
@@ -59,12 +67,9 @@ def _values(element, column):
 
 
 def _combine(element, column):
-    found = [_values(each, column) for each in element.clauses]
     if element.operator is operators.and_:
-        known = [each for each in found if each is not None]
-        if not known:
-            return _UNKNOWN
-        return frozenset.intersection(*known)
+        return _and(element.clauses, column)
+    found = [_values(each, column) for each in element.clauses]
     if element.operator is operators.or_:
         if not found or any(each is None for each in found):
             return _UNKNOWN
@@ -72,7 +77,20 @@ def _combine(element, column):
     return _UNKNOWN
 
 
+def _and(clauses, column):
+    found = [_values(each, column) for each in clauses]
+    known = [each for each in found if each is not None]
+    if not known:
+        return _UNKNOWN
+    return frozenset.intersection(*known)
+
+
 def _is_column(element, column):
+    if element is column:
+        return True
+    # a bound value is never the column (and its proxy_set is not cached)
+    if isinstance(element, BindParameter):
+        return False
     return getattr(element, "proxy_set", None) is not None and column.shares_lineage(
         element
     )
