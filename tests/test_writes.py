@@ -1,8 +1,11 @@
 """Which statements count as writes: the SQL verb decides for textual SQL."""
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
-from pyramid_dbrouter.writes import sql_writes
+from pyramid_dbrouter.writes import has_changes, sql_writes
+from sample import Album, Base
 
 
 @pytest.mark.parametrize(
@@ -35,3 +38,24 @@ def test_writes(sql):
 )
 def test_reads_and_the_rest(sql):
     assert not sql_writes(sql)
+
+
+def test_has_changes_answers_as_new_dirty_and_deleted_do():
+    """What a router asks on every read: will the next flush write?"""
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        assert not has_changes(session)
+        album = Album(id=1, title="alps")
+        session.add(album)
+        assert has_changes(session) and session.new
+        session.flush()
+        assert not has_changes(session) and not session.dirty
+        album.title = "dolomites"
+        assert has_changes(session) and session.dirty
+        session.flush()
+        session.delete(album)
+        assert has_changes(session) and session.deleted
+        session.flush()
+        assert not has_changes(session)
+    engine.dispose()

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from pyramid_dbrouter import bind_of
 from pyramid_dbrouter.settings import DEFAULT
-from pyramid_dbrouter.writes import connections, wrote
+from pyramid_dbrouter.writes import connections, has_changes, wrote
 
 from .health import first_line
 from .pinning import pinned, primary_forced
@@ -102,7 +102,7 @@ class ReplicaRouter:
     def session_writes(self, session, primary=None):
         """Whether *session*'s transaction wrote to *primary* (any primary
         when None), or holds changes its next flush will write."""
-        if session.new or session.deleted or session.dirty:
+        if has_changes(session):
             return True
         groups = self.replicas.groups
         for name, conn in connections(session):

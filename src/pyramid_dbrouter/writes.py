@@ -15,7 +15,7 @@ import weakref
 from sqlalchemy.sql.ddl import ExecutableDDLElement
 from sqlalchemy.sql.elements import TextClause
 
-from .internals import transaction_connections
+from .internals import is_clean, transaction_connections
 
 _WRITE_VERBS = frozenset(
     "INSERT UPDATE DELETE REPLACE MERGE UPSERT CREATE DROP ALTER TRUNCATE "
@@ -63,6 +63,14 @@ def connections(session, session_transaction=None):
         name = session.engines.name_of(conn.engine) or str(conn.engine.url)
         found.append((name, conn))
     return sorted(found, key=lambda item: item[0])
+
+
+def has_changes(session):
+    """Whether *session* holds objects its next flush will write: new,
+    deleted or changed ones.  The same answer as ``session.new or
+    session.deleted or session.dirty`` for a router to ask on every read,
+    without building those sets or comparing every attribute."""
+    return not is_clean(session)
 
 
 def wrote(connection):
