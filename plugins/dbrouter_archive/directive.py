@@ -10,7 +10,7 @@ from pyramid.config import PHASE2_CONFIG
 from pyramid.exceptions import ConfigurationError
 from sqlalchemy import event, inspect
 
-from pyramid_dbrouter import get_state
+from pyramid_dbrouter import PHASE_FINISH, get_state
 
 from .archive import REGISTRY_KEY, Archive
 from .router import ArchiveRouter
@@ -137,6 +137,21 @@ def add_db_archive(
 
     # after the engines (PHASE1_CONFIG), before the core makes the factory
     config.action(REGISTRY_KEY, register, order=PHASE2_CONFIG, introspectables=(intr,))
+
+    def check_chain():
+        routers = get_state(config.registry).chain.routers
+        mine = [i for i, r in enumerate(routers) if getattr(r, "archive", None) is made]
+        if mine and mine[0] == len(routers) - 1:
+            raise ConfigurationError(
+                f"{key('hot')}: {hot!r} is the engine the routers after "
+                "dbrouter_archive's choose, and there is none: add the router that "
+                f"picks {hot_prefix}:KEY (include dbrouter_tenant, say) after "
+                "dbrouter_archive"
+            )
+
+    if hot_prefix is not None:
+        # once the core has made the chain
+        config.action(None, check_chain, order=PHASE_FINISH + 1)
 
 
 def _mapped(config, model, key):
