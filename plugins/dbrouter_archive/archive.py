@@ -88,7 +88,13 @@ class Archive:
         if rest is None:
             from .router import ArchiveRouter
 
-            routers = session.routers.routers
+            chain = getattr(session, "routers", None)
+            if chain is None:
+                raise ArchiveMoveError(
+                    f"dbrouter.archive.hot = {self.hot}: the hot engine is chosen "
+                    "by the routers of a session; none was given (the session hint)"
+                )
+            routers = chain.routers
             mine = [
                 i
                 for i, r in enumerate(routers)

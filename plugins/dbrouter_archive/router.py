@@ -36,9 +36,10 @@ class ArchiveRouter:
             return None
         if not archive.per_key:
             return archive.names
-        answer, _router = archive.rest(hints["session"]).first_read(model, **hints)
+        session = hints.get("session")
+        answer, _router = archive.rest(session).first_read(model, **hints)
         if answer is None:
-            archive.hot_for(hints["session"], model, **hints)  # raises, naming why
+            archive.hot_for(session, model, **hints)  # raises, naming why
         # each hot engine, then its archive: hot's copy of a row in both wins
         names = []
         for name in [answer] if isinstance(answer, str) else answer:

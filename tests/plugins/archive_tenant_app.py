@@ -40,7 +40,9 @@ class Order(ShopBase):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     customer: Mapped[Customer] = relationship()
-    lines: Mapped[list["OrderLine"]] = relationship(order_by="OrderLine.id")
+    lines: Mapped[list["OrderLine"]] = relationship(
+        back_populates="order", order_by="OrderLine.id"
+    )
 
 
 class OrderLine(ShopBase):
@@ -48,6 +50,7 @@ class OrderLine(ShopBase):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
     sku: Mapped[str] = mapped_column(String(20))
+    order: Mapped[Order] = relationship(back_populates="lines")
 
 
 class Note(ShopBase):

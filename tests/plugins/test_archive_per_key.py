@@ -167,6 +167,26 @@ def test_objects_move_from_the_engine_they_were_loaded_from(shops, root):
     assert ids(root, "alps", "archive.sqlite") == [4]
 
 
+def test_a_new_child_of_an_archived_row_goes_to_its_archive(shops, root):
+    with tenant_scope(shops.registry, "alps") as session:
+        archive_rows(session, select(Order).where(Order.id == 1))
+    with tenant_scope(shops.registry, "alps") as session:
+        order = session.get(Order, 1)
+        order.lines.append(OrderLine(id=12, order_id=1, sku="late"))
+    with tenant_scope(shops.registry, "alps") as session:
+        session.add(Note(text="hot only"))  # another transaction: two SQLite files
+    assert ids(root, "alps", "archive.sqlite", "order_lines") == [10, 11, 12]
+    assert ids(root, "alps", "shop.sqlite", "order_lines") == [
+        20,
+        21,
+        30,
+        31,
+        40,
+        41,
+    ]
+    assert ids(root, "alps", "shop.sqlite", "notes") == [1]
+
+
 def test_allow_migrate_per_key(shops):
     chain = get_state(shops.registry).chain
 
