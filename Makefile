@@ -56,7 +56,7 @@ postgres:
 	$(PG_AS) $(PG_BIN)/pg_ctl -D $(PG_DATA) -l $(PG_DATA)/server.log -w status >/dev/null || \
 	$(PG_AS) $(PG_BIN)/pg_ctl -D $(PG_DATA) -l $(PG_DATA)/server.log -w start \
 		-o "-h 127.0.0.1 -p $(PG_PORT) -k $(PG_DATA) -c max_prepared_transactions=20"
-	for db in demo_catalog demo_archive; do \
+	for db in demo_catalog; do \
 		$(PG_BIN)/psql -h 127.0.0.1 -p $(PG_PORT) -U postgres -tAc \
 			"select 1 from pg_database where datname = '$$db'" | grep -q 1 || \
 		$(PG_BIN)/createdb -h 127.0.0.1 -p $(PG_PORT) -U postgres $$db; done

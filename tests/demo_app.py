@@ -10,7 +10,6 @@ from pyramid_dbrouter import init_db
 def demo_settings(folder, **extra):
     settings = {
         "sqlalchemy.url": f"sqlite:///{folder}/catalog.sqlite",
-        "sqlalchemy.archive.url": f"sqlite:///{folder}/archive.sqlite",
         "dbrouter.tenant.mode": "sqlite-folder",
         "dbrouter.tenant.root": f"{folder}/albums",
     }
@@ -19,7 +18,7 @@ def demo_settings(folder, **extra):
 
 
 def make_demo(folder, **extra):
-    """The WSGI application, its catalog and archive tables made."""
+    """The WSGI application, its catalog's table made."""
     app = main({}, **demo_settings(folder, **extra))
     init_db(app.registry)
     return app

@@ -11,6 +11,7 @@ import pytest
 import webtest
 
 from demo_app import close_demo, make_demo, toolbar_url
+from pyramid_dbrouter import get_state
 from sample import rows
 
 
@@ -208,30 +209,46 @@ def test_archiving_moves_pictures_and_twice_is_no_duplicate(demo, tmp_path):
     add_pic(demo, "Sunrise", "2025-01-02", "snow, mountain")
     add_pic(demo, "Lake", "2026-01-03", "water")
     album = album_file(tmp_path, "alps")
-    archive = f"{tmp_path}/archive.sqlite"
+    archive = str(tmp_path / "albums" / "alps" / "archive.sqlite")
     page = demo.get("/albums/alps")
     form = page.forms[0]
     form.get("pic", index=1).checked = True  # newest first: Sunrise is second
     page = form.submit().follow()
     assert "1 picture(s) moved to the archive." in page.text
-    assert "the copy was committed on <code>archive</code> first" in page.text
+    assert "the copy was committed on <code>archive:alps</code> first" in page.text
+    # moved, not copied: the picture and its tag links left the album, whose
+    # tags stay (shared); the archive has the picture under its id, its
+    # links, and a copy of its tags
     assert rows(album, "select title from pic") == [("Lake",)]
     assert rows(album, "select count(*) from pic_tag") == [(1,)]
-    assert rows(archive, "select album, id, title, tags from archived_pic") == [
-        ("alps", 1, "Sunrise", "mountain,snow")
-    ]
+    assert rows(album, "select count(*) from tag") == [(3,)]
+    assert rows(archive, "select id, title from pic") == [(1, "Sunrise")]
+    tags = "select t.name from pic_tag pt join tag t on t.id = pt.tag_id order by 1"
+    assert rows(archive, tags) == [("mountain",), ("snow",)]
     # the same form submitted again (a double click, or the back button)
     page = demo.post("/albums/alps/archive", {"pic": "1"}).follow()
     assert "Nothing to move" in page.text
-    assert rows(archive, "select count(*) from archived_pic") == [(1,)]
-    assert "__bind_key__ of ArchivedPic" in page.text
-    # an archived picture is found by its id, transparently
+    assert rows(archive, "select count(*) from pic") == [(1,)]
+    assert rows(archive, "select count(*) from pic_tag") == [(2,)]
+    assert ("archive:alps", "using_bind") in routing(page)
+    # an archived picture is found by its id, transparently: the album, then
+    # its archive, by dbrouter_archive's router
     page = demo.get("/albums/alps/pics/1")
     assert "<h1>Sunrise</h1>" in page.text and "found in the archive" in page.text
     assert "mountain" in page.text
+    assert routing(page)[0] == ("tenant:alps", "router ArchiveRouter")
+    assert ("archive:alps", "loaded from archive:alps") in routing(page)
     # new pictures never take an archived picture's id
-    add_pic(demo, "Later", "2026-02-01")
+    add_pic(demo, "Later", "2026-02-01", "snow")
     assert rows(album, "select id from pic order by id") == [(2,), (3,)]
+    # archiving a second picture with a tag already in the archive
+    page = demo.post("/albums/alps/archive", {"pic": ["3"]}).follow()
+    assert "1 picture(s) moved to the archive." in page.text
+    assert rows(archive, "select name from tag order by name") == [
+        ("mountain",),
+        ("snow",),
+    ]
+    assert "Later" in demo.get("/albums/alps/pics/3").text
 
 
 def test_archiving_nothing_or_garbage(demo):
@@ -266,10 +283,11 @@ def test_the_debug_toolbar_panel_renders_the_routing(tmp_path):
 
 @pytest.mark.servers
 def test_on_postgresql_archiving_is_a_two_phase_commit_shown_on_the_page(
-    tmp_path, pg_db, pg_db2
+    tmp_path, pg_db
 ):
-    """postgres.ini's layout: albums as databases, catalog and archive on
-    PostgreSQL; moving a picture writes two databases in one transaction."""
+    """postgres.ini's layout: albums and their archives as databases, the
+    catalog on PostgreSQL; moving a picture writes two databases in one
+    transaction."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -278,7 +296,6 @@ def test_on_postgresql_archiving_is_a_two_phase_commit_shown_on_the_page(
         tmp_path,
         **{
             "sqlalchemy.url": pg_db,
-            "sqlalchemy.archive.url": pg_db2,
             "dbrouter.tenant.mode": "database",
             "dbrouter.tenant.url": server.render_as_string(hide_password=False),
             "dbrouter.tenant.name_prefix": "demo_album_",
@@ -295,16 +312,20 @@ def test_on_postgresql_archiving_is_a_two_phase_commit_shown_on_the_page(
         text_ = page.html.get_text(" ")
         assert "Copy and delete were one transaction" in text_
         assert "two-phase commit: prepared demo:" in text_
-        assert f":tenant:{key}" in text_ and "decision on default" in text_
+        assert f":tenant:{key}" in text_ and f":archive:{key}" in text_
+        assert "decision on default" in text_
         assert "found in the archive" in demo.get(f"/albums/{key}/pics/1").text
         demo.post(f"/albums/{key}/archive", {"pic": "1"}).follow()  # again
-        archive = create_engine(pg_db2)
+        archive = create_engine(server.set(database=f"demo_archive_{key}"))
         with archive.connect() as conn:
-            count = conn.execute(text("select count(*) from archived_pic"))
+            count = conn.execute(text("select count(*) from pic"))
             assert count.scalar() == 1
         archive.dispose()
     finally:
         from dbrouter_tenant import remove_tenant
+        from pyramid_dbrouter import dispose_engine
 
         close_demo(app)
+        dispose_engine(app.registry, f"archive:{key}")
+        get_state(app.registry).engines.factories["archive"].remove(key)
         remove_tenant(app.registry, key)

@@ -9,6 +9,12 @@ calls it with the ``dbrouter.archive.*`` settings::
     dbrouter.archive.archive = archive
     dbrouter.archive.models = myapp.models:Order
 
+With ``hot = tenant:*`` and ``archive = archive:*`` each key has its
+archive: the hot engine is what the routers after this plugin's choose (the
+request's tenant), its archive the engine of the same key.
+``dbrouter.archive.references`` names models copied, not moved, with the
+archived rows that refer to them.
+
 New rows go to hot; ``get()`` looks in hot, then in the archive; queries
 read both through the core's fan-out, merged (ordered, limited) as one
 database would answer, a row found in both returned once (hot's).

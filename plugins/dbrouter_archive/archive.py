@@ -6,10 +6,11 @@ import threading
 from sqlalchemy import inspect
 from sqlalchemy.orm.interfaces import MANYTOONE
 
-from pyramid_dbrouter import bind_of, find_router
+from pyramid_dbrouter import RouterChain, bind_of, find_router
 
 from .exceptions import ArchiveMoveError, ArchiveReadOnlyError
 from .family import family_of
+from .settings import per_key_prefix
 
 REGISTRY_KEY = "dbrouter_archive"
 #: dialects that take part in a two-phase commit (PREPARE TRANSACTION, XA)
@@ -19,20 +20,31 @@ TWO_PHASE_DIALECTS = frozenset({"postgresql", "mysql", "mariadb"})
 class Archive:
     """The hot and archive engines of one application, and its archived models.
 
-    *models* is a list of mapped classes, or None for every model; the
-    children of an archived model (its one-to-many relationships) are
-    archived with it.  Everything is fixed at start-up; what depends on the
-    mappers being configured is found on first use, once.
+    *hot* and *archive* are engine names, or both ``PREFIX:*``: then the hot
+    engine of a row is whatever the routers after the archive's answer for
+    its model (``tenant:alps``, the request's tenant), and its archive the
+    engine of the same key (``archive:alps``).  *models* is a list of mapped
+    classes, or None for every model; the children of an archived model
+    (its one-to-many relationships) are archived with it.  *references* are
+    models whose rows are copied, not moved, when an archived row refers to
+    them (many-to-one).  Everything is fixed at start-up; what depends on
+    the mappers being configured is found on first use, once.
     """
 
-    def __init__(self, hot, archive, models=None, archive_writes="origin"):
+    def __init__(
+        self, hot, archive, models=None, archive_writes="origin", references=()
+    ):
         self.hot = hot
         self.archive = archive
+        self.hot_prefix = per_key_prefix(hot)
+        self.archive_prefix = per_key_prefix(archive)
         self.models = None if models is None else tuple(models)
+        self.references = tuple(references or ())
         self.archive_writes = archive_writes
         self.twophase = "auto"  # dbrouter.twophase, set at start-up
         self._covered = None
         self._families = {}
+        self._rest = None
         self._lock = threading.Lock()
 
     def __repr__(self):
@@ -42,6 +54,76 @@ class Archive:
     @property
     def names(self):
         return [self.hot, self.archive]
+
+    @property
+    def per_key(self):
+        return self.hot_prefix is not None
+
+    def is_hot(self, name):
+        if self.hot_prefix is None:
+            return name == self.hot
+        return isinstance(name, str) and name.startswith(self.hot_prefix + ":")
+
+    def is_archive(self, name):
+        if self.archive_prefix is None:
+            return name == self.archive
+        return isinstance(name, str) and name.startswith(self.archive_prefix + ":")
+
+    def archive_of(self, hot):
+        """The archive engine of the hot engine *hot*: ``archive:alps`` for
+        ``tenant:alps`` (the same key), or the archive engine."""
+        if not self.is_hot(hot):
+            raise ArchiveMoveError(
+                f"{hot!r} is not a hot engine of this archive "
+                f"(dbrouter.archive.hot = {self.hot})"
+            )
+        if self.hot_prefix is None:
+            return self.archive
+        return f"{self.archive_prefix}:{hot[len(self.hot_prefix) + 1 :]}"
+
+    def rest(self, session):
+        """The routers after the archive's, asked for the hot engine of a
+        ``PREFIX:*`` archive (found once: the chain is fixed at start-up)."""
+        rest = self._rest
+        if rest is None:
+            from .router import ArchiveRouter
+
+            chain = getattr(session, "routers", None)
+            if chain is None:
+                raise ArchiveMoveError(
+                    f"dbrouter.archive.hot = {self.hot}: the hot engine is chosen "
+                    "by the routers of a session; none was given (the session hint)"
+                )
+            routers = chain.routers
+            mine = [
+                i
+                for i, r in enumerate(routers)
+                if isinstance(r, ArchiveRouter) and r.archive is self
+            ]
+            rest = self._rest = RouterChain(routers[mine[0] + 1 :] if mine else ())
+        return rest
+
+    def hot_for(self, session, model, hot=None, **hints):
+        """The hot engine of *model*'s rows in *session*: *hot* if given (it
+        must be one), else the fixed hot engine, else the one the routers
+        after the archive's choose for writing the model."""
+        if hot is not None:
+            self.archive_of(hot)  # checks it
+            return hot
+        if self.hot_prefix is None:
+            return self.hot
+        hints.setdefault("request", session.info.get("request"))
+        hints.setdefault("session", session)
+        answer, _router = self.rest(session).first_write(model, **hints)
+        if not self.is_hot(answer):
+            raise ArchiveMoveError(
+                f"dbrouter.archive.hot = {self.hot}: the routers after "
+                f"dbrouter_archive's sent {model.__name__} to {answer!r}, not to "
+                f"an engine {self.hot_prefix}:KEY (in a request, the router that "
+                "picks it -- dbrouter_tenant's, say -- must be added after "
+                "dbrouter_archive's; in a script, name the hot engine: hot=...)"
+            )
+        return answer
 
     def covers(self, model):
         """Whether *model*'s rows live in hot and archive."""
@@ -73,14 +155,15 @@ class Archive:
         return found
 
     def atomic(self, engines):
-        """Whether a move commits copy and delete together: two-phase commit
-        with at most one engine that cannot prepare (the last resource)."""
+        """Whether a move commits copy and delete together (*engines*: its
+        hot and archive Engines): two-phase commit with at most one engine
+        that cannot prepare (the last resource)."""
         if self.twophase == "off":
             return False
         one_phase = [
-            name
-            for name in self.names
-            if engines[name].dialect.name not in TWO_PHASE_DIALECTS
+            engine
+            for engine in engines
+            if engine.dialect.name not in TWO_PHASE_DIALECTS
         ]
         return len(one_phase) <= 1
 
@@ -91,14 +174,14 @@ class Archive:
             if prop.direction is not MANYTOONE:
                 continue
             parent = state.dict.get(prop.key)
-            if parent is not None and bind_of(parent) == self.archive:
+            if parent is not None and self.is_archive(bind_of(parent)):
                 return parent
         return None
 
     def refuse(self, obj, what):
         raise ArchiveReadOnlyError(
             f"{type(obj).__name__} {inspect(obj).identity} was loaded from the "
-            f"archive ({self.archive!r}), which is read-only to the application "
+            f"archive ({bind_of(obj)!r}), which is read-only to the application "
             f"(dbrouter.archive.archive_writes = refuse): not {what}. Nothing was "
             "sent to any database."
         )
@@ -107,11 +190,11 @@ class Archive:
         """``before_flush`` with ``archive_writes = refuse``: no change of an
         object of the archive, no new child of one."""
         for obj in session.dirty:
-            if bind_of(obj) == self.archive and self.covers(type(obj)):
+            if self.is_archive(bind_of(obj)) and self.covers(type(obj)):
                 if session.is_modified(obj, include_collections=False):
                     self.refuse(obj, "changed")
         for obj in session.deleted:
-            if bind_of(obj) == self.archive and self.covers(type(obj)):
+            if self.is_archive(bind_of(obj)) and self.covers(type(obj)):
                 self.refuse(obj, "deleted")
         for obj in session.new:
             parent = self.archived_parent(obj)

@@ -12,6 +12,10 @@ where they were, or -- on engines without two-phase commit -- in both
 engines, which a second run finishes.  Running the job again resumes it:
 it selects what still matches.  The condition is checked again in each
 DELETE's WHERE, so a row changed after it was read stays in hot.
+
+With an archive per key (``dbrouter.archive.hot = tenant:*``) there is no
+request to tell the hot engine: ``--hot tenant:alps`` names it (its archive
+is ``archive:alps``); run the command once per key.
 """
 
 import re
@@ -23,7 +27,7 @@ from pyramid.path import DottedNameResolver
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from pyramid_dbrouter import session_scope
+from pyramid_dbrouter import get_state, session_scope
 from pyramid_dbrouter.cli import EXIT_FAILED, EXIT_OK, CommandError, loaded_app
 
 from .archive import get_archive
@@ -73,6 +77,12 @@ def register(add):
         help="with --older-than, the date attribute (default created_at)",
     )
     cmd.add_argument(
+        "--hot",
+        metavar="ENGINE",
+        help="the hot engine (required when dbrouter.archive.hot is PREFIX:*: "
+        "tenant:alps); its archive is the engine of the same key",
+    )
+    cmd.add_argument(
         "--batch", type=int, default=1000, metavar="N", help="rows per batch (1000)"
     )
     cmd.add_argument(
@@ -117,11 +127,12 @@ def run(args, out):
             raise CommandError(str(exc)) from exc
         if not archive.covers(model):
             raise CommandError(f"--model {args.model}: it is not an archived model")
+        pair = _engines(registry, archive, args.hot)
         condition, said = _condition(args, model)
         try:
             if args.dry_run:
-                return _dry_run(registry, archive, model, condition, said, args, out)
-            return _move(registry, archive, model, condition, said, args, out)
+                return _dry_run(registry, pair, model, condition, said, args, out)
+            return _move(registry, pair, model, condition, said, args, out)
         except SQLAlchemyError as exc:
             message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise CommandError(
@@ -130,24 +141,49 @@ def run(args, out):
             ) from exc
 
 
-def _dry_run(registry, archive, model, condition, said, args, out):
+def _engines(registry, archive, hot):
+    """``(hot, archive)``: the engines of the move, checked to exist."""
+    if hot is None:
+        if archive.per_key:
+            raise CommandError(
+                f"--hot is required: dbrouter.archive.hot is {archive.hot}, one "
+                f"hot engine per key; name one ({archive.hot_prefix}:KEY)"
+            )
+        hot = archive.hot
+    if not archive.is_hot(hot):
+        raise CommandError(
+            f"--hot {hot!r}: not a hot engine of this archive "
+            f"(dbrouter.archive.hot = {archive.hot})"
+        )
+    pair = (hot, archive.archive_of(hot))
+    engines = get_state(registry).engines
+    for name in pair:
+        try:
+            engines.get(name)
+        except Exception as exc:  # the factory's: an unknown or invalid key
+            raise CommandError(f"--hot {hot!r}: engine {name!r}: {exc}") from exc
+    return pair
+
+
+def _dry_run(registry, pair, model, condition, said, args, out):
     with session_scope(registry) as session:
-        count = session.using_bind(archive.hot).scalar(
+        count = session.using_bind(pair[0]).scalar(
             select(func.count()).select_from(model).where(condition)
         )
     batches = -(-count // args.batch)
     print(
         f"dry run: {count} rows of {model.__name__} ({said}) would move from "
-        f"{archive.hot} to {archive.archive}, in {batches} batches of {args.batch}",
+        f"{pair[0]} to {pair[1]}, in {batches} batches of {args.batch}",
         file=out,
     )
     return EXIT_OK
 
 
-def _move(registry, archive, model, condition, said, args, out):
+def _move(registry, pair, model, condition, said, args, out):
+    hot = pair[0]
     pk = list(sqlalchemy.inspect(model).primary_key)
     print(
-        f"moving {model.__name__} ({said}) from {archive.hot} to {archive.archive}, "
+        f"moving {model.__name__} ({said}) from {hot} to {pair[1]}, "
         f"{args.batch} rows a batch",
         file=out,
         flush=True,
@@ -160,12 +196,10 @@ def _move(registry, archive, model, condition, said, args, out):
             statement = select(*pk).where(condition).order_by(*pk).limit(args.batch)
             if after is not None and len(pk) == 1:
                 statement = statement.where(pk[0] > after[0])
-            keys = [
-                tuple(k) for k in session.using_bind(archive.hot).execute(statement)
-            ]
+            keys = [tuple(k) for k in session.using_bind(hot).execute(statement)]
             if not keys:
                 break
-            moved = move_keys(session, model, keys, only_if=condition)
+            moved = move_keys(session, model, keys, only_if=condition, hot=hot)
         after = keys[-1]
         batches += 1
         total, children, kept = (
@@ -186,7 +220,7 @@ def _move(registry, archive, model, condition, said, args, out):
     print(
         f"done: {total} rows of {model.__name__} and {children} children moved in "
         f"{batches} batches, {elapsed:.1f} s"
-        + (f"; {kept} rows kept in {archive.hot} (changed since read)" if kept else ""),
+        + (f"; {kept} rows kept in {hot} (changed since read)" if kept else ""),
         file=out,
     )
     return EXIT_OK

@@ -10,11 +10,17 @@ from pyramid.config import PHASE2_CONFIG
 from pyramid.exceptions import ConfigurationError
 from sqlalchemy import event, inspect
 
-from pyramid_dbrouter import get_engines
+from pyramid_dbrouter import PHASE_FINISH, get_state
 
 from .archive import REGISTRY_KEY, Archive
 from .router import ArchiveRouter
-from .settings import PREFIX, check_archive_writes, check_engine, check_models
+from .settings import (
+    PREFIX,
+    check_archive_writes,
+    check_engine,
+    check_models,
+    per_key_prefix,
+)
 
 
 def add_db_archive(
@@ -24,13 +30,18 @@ def add_db_archive(
     hot="default",
     models=None,
     archive_writes="origin",
+    references=None,
     _settings=False,
 ):
     """Read *models* (mapped classes or their dotted names; None: every
     model) from the engines *hot* and *archive* as one; write new rows to
-    *hot*.  *archive_writes* is ``"origin"`` (an object loaded from the
-    archive is written back there) or ``"refuse"``.  Called twice, it
-    conflicts at ``config.commit()``.
+    *hot*.  *hot* and *archive* may both be ``PREFIX:*`` (``"tenant:*"``,
+    ``"archive:*"``): an archive per key, the hot engine being what the
+    routers after this one choose.  *references* are models copied (not
+    moved) to the archive when an archived row refers to them.
+    *archive_writes* is ``"origin"`` (an object loaded from the archive is
+    written back there) or ``"refuse"``.  Called twice, it conflicts at
+    ``config.commit()``.
     """
     if not hasattr(config, "add_db_router"):
         raise ConfigurationError(
@@ -49,13 +60,37 @@ def add_db_archive(
             f"{key('archive')}: {archive!r} is also the hot engine; the archive is "
             "another engine (sqlalchemy.NAME.url)"
         )
+    hot_prefix, archive_prefix = per_key_prefix(hot), per_key_prefix(archive)
+    if (hot_prefix is None) != (archive_prefix is None):
+        raise ConfigurationError(
+            f"{key('archive')}: {archive!r} with hot {hot!r}: both are engine names, "
+            "or both PREFIX:* (an archive per key, tenant:* and archive:*: rows of "
+            "several hot engines in one archive would collide on their keys)"
+        )
+    if hot_prefix is not None and hot_prefix == archive_prefix:
+        raise ConfigurationError(
+            f"{key('archive')}: {archive!r} is also the hot engines' prefix; the "
+            "archive is another engine factory (archive:*)"
+        )
     if models is not None:
         models = [
             _mapped(config, m, key("models"))
             for m in check_models(models, key("models"))
         ]
+    if references is not None:
+        references = [
+            _mapped(config, m, key("references"))
+            for m in check_models(references, key("references"))
+        ]
+        both = set(references) & set(models or ())
+        if both:
+            raise ConfigurationError(
+                f"{key('references')}: {sorted(m.__name__ for m in both)} are also "
+                "archived models; a model's rows are moved (models) or copied "
+                "(references), not both"
+            )
     archive_writes = check_archive_writes(archive_writes, key("archive_writes"))
-    made = Archive(hot, archive, models, archive_writes)
+    made = Archive(hot, archive, models, archive_writes, references)
     config.add_db_router(ArchiveRouter(made), name="dbrouter_archive")
 
     intr = config.introspectable(
@@ -64,13 +99,25 @@ def add_db_archive(
     intr["hot"] = hot
     intr["archive"] = archive
     intr["models"] = "every model" if models is None else [m.__name__ for m in models]
+    intr["references"] = [m.__name__ for m in references or ()]
     intr["archive_writes"] = archive_writes
 
     def register():
         registry = config.registry
-        known = get_engines(registry)
+        engines = get_state(registry).engines
+        known = engines.names()
+        factories = engines.factories
         for role, name in (("hot", hot), ("archive", archive)):
-            if name not in known:
+            prefix = per_key_prefix(name)
+            if prefix is not None:
+                if prefix not in factories:
+                    raise ConfigurationError(
+                        f"{key(role)}: {name!r}: no engine factory has the prefix "
+                        f"{prefix!r}; engine factories: "
+                        f"{', '.join(sorted(factories)) or 'none'} "
+                        "(config.add_db_engine_factory)"
+                    )
+            elif name not in known:
                 raise ConfigurationError(
                     f"{key(role)}: {name!r} is not a configured engine; configured "
                     f"engines: {', '.join(known)} (sqlalchemy.NAME.url)"
@@ -79,14 +126,32 @@ def add_db_archive(
         factory = registry["dbsession_factory"]
         # a row found in both engines (a move between its copy and its
         # delete) is read once, hot's: the core's fan-out option, for every
-        # fan-out of the application's sessions
-        factory.configure(fanout_unique="first")
+        # fan-out of the application's sessions -- but not per key, where it
+        # would also drop rows of other keys that share an id (a fan-out
+        # over every tenant); there a statement asks for it
+        if not made.per_key:
+            factory.configure(fanout_unique="first")
         if archive_writes == "refuse":
             event.listen(factory, "before_flush", made.check_flush)
         registry[REGISTRY_KEY] = made
 
     # after the engines (PHASE1_CONFIG), before the core makes the factory
     config.action(REGISTRY_KEY, register, order=PHASE2_CONFIG, introspectables=(intr,))
+
+    def check_chain():
+        routers = get_state(config.registry).chain.routers
+        mine = [i for i, r in enumerate(routers) if getattr(r, "archive", None) is made]
+        if mine and mine[0] == len(routers) - 1:
+            raise ConfigurationError(
+                f"{key('hot')}: {hot!r} is the engine the routers after "
+                "dbrouter_archive's choose, and there is none: add the router that "
+                f"picks {hot_prefix}:KEY (include dbrouter_tenant, say) after "
+                "dbrouter_archive"
+            )
+
+    if hot_prefix is not None:
+        # once the core has made the chain
+        config.action(None, check_chain, order=PHASE_FINISH + 1)
 
 
 def _mapped(config, model, key):

@@ -23,11 +23,21 @@ finishes the job.  A row is never lost.
 *only_if* (the batch job's cutoff) is checked again in the delete's WHERE:
 a row changed after it was read no longer matches and stays in hot, with
 its children; its copy is then removed from the archive.
+
+The rows of *references* models an archived row refers to (many-to-one: the
+tags of a picture) are copied with it, before it, and stay in hot: only the
+ones the archive lacks are inserted, since other archived rows may refer to
+those already there.
+
+With an archive per key (``tenant:*``, ``archive:*``) the hot engine is the
+one the objects were loaded from, the one the routers choose for the model
+(the request's tenant), or the caller's ``hot=``; the archive is its pair.
 """
 
 from dataclasses import dataclass
 
 from sqlalchemy import delete, false, insert, inspect, select
+from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.sql import Select
 
 from pyramid_dbrouter import bind_of
@@ -58,14 +68,15 @@ class Moved:
         )
 
 
-def archive_rows(session, objects_or_select, *, only_if=None):
+def archive_rows(session, objects_or_select, *, only_if=None, hot=None):
     """Move rows of an archived model, and their children, from hot to
     archive, in *session*'s transaction; return a :class:`Moved`.
 
     *objects_or_select* is a ``select()`` of one archived model (its rows in
     hot are moved), or objects loaded from hot (they are expunged from the
     session).  *only_if* is a condition on the model's table the rows must
-    still meet when they are deleted.
+    still meet when they are deleted.  *hot* names the hot engine of a
+    per-key archive (``"tenant:alps"``) where the routers cannot tell it.
     """
     archive = get_archive(session)
     if isinstance(objects_or_select, Select):
@@ -77,41 +88,45 @@ def archive_rows(session, objects_or_select, *, only_if=None):
                 "archived model, select(Order).where(...)"
             )
         pk = inspect(model).primary_key
-        keys = session.using_bind(archive.hot).execute(statement.with_only_columns(*pk))
-        return move_keys(session, model, [tuple(k) for k in keys], only_if=only_if)
+        hot = archive.hot_for(session, model, hot)
+        keys = session.using_bind(hot).execute(statement.with_only_columns(*pk))
+        keys = [tuple(k) for k in keys]
+        return move_keys(session, model, keys, only_if=only_if, hot=hot)
     objects = list(objects_or_select)
     moved = Moved()
     by_model = {}
     for obj in objects:
-        if bind_of(obj) != archive.hot:
+        if not archive.is_hot(bind_of(obj)) or hot not in (None, bind_of(obj)):
             raise ArchiveMoveError(
                 f"archive_rows: {type(obj).__name__} {inspect(obj).identity} is in "
-                f"{bind_of(obj)!r}, not in the hot engine {archive.hot!r}"
+                f"{bind_of(obj)!r}, not in the hot engine {hot or archive.hot!r}"
             )
-        by_model.setdefault(type(obj), []).append(obj)
+        by_model.setdefault((type(obj), bind_of(obj)), []).append(obj)
     session.flush()
-    for model, found in by_model.items():
+    for (model, bind), found in by_model.items():
         keys = [inspect(obj).identity for obj in found]
-        moved += move_keys(session, model, keys, only_if=only_if)
+        moved += move_keys(session, model, keys, only_if=only_if, hot=bind)
         for obj in found:
             session.expunge(obj)
     return moved
 
 
-def move_keys(session, model, keys, *, only_if=None):
+def move_keys(session, model, keys, *, only_if=None, hot=None):
     """Move the rows of *model* whose primary keys are *keys* (tuples), and
     their children; see :func:`archive_rows`."""
     if not keys:
         return Moved()
     archive = get_archive(session)
     family = archive.family(model)
-    engines = {name: session.engine(name) for name in archive.names}
+    hot_name = archive.hot_for(session, model, hot)
+    names = Names(hot_name, archive.archive_of(hot_name))
+    engines = [session.engine(names.hot), session.engine(names.archive)]
     atomic = archive.atomic(engines)
-    hot = session.using_bind(archive.hot)
+    hot = session.using_bind(names.hot)
     # nothing may change the rows between their copy and their delete: lock
     # them (FOR UPDATE), or on SQLite take the database's write lock first
     # (a DELETE of no row begins the write transaction)
-    lock = engines[archive.hot].dialect.name != "sqlite"
+    lock = engines[0].dialect.name != "sqlite"
     if not lock:
         hot.execute(delete(family[0].table).where(false()))
 
@@ -133,13 +148,14 @@ def move_keys(session, model, keys, *, only_if=None):
         rows[member] = [dict(r._mapping) for r in hot.execute(statement)]
     if not rows[family[0]]:
         return Moved()
+    refs = _references(hot, archive.references, family, rows)
 
     # 1. the copy: as statements of the transaction, or committed now
     if atomic:
-        _copy(session.using_bind(archive.archive).execute, family, rows)
+        _copy(session.using_bind(names.archive).execute, family, rows, refs)
     else:
-        with engines[archive.archive].begin() as conn:
-            _copy(conn.execute, family, rows)
+        with engines[1].begin() as conn:
+            _copy(conn.execute, family, rows, refs)
     checkpoint("copied")
 
     # 2. the delete, children first; with *only_if*, only the rows whose
@@ -159,13 +175,61 @@ def move_keys(session, model, keys, *, only_if=None):
     moved.kept = len(rows[family[0]]) - moved.rows
     if moved.kept:
         # the re-check kept some rows in hot: their copies go
-        _uncopy(session, archive, atomic, engines, family, rows, keys)
+        _uncopy(session, names, atomic, engines[1], family, rows, keys)
     return moved
 
 
-def _copy(execute, family, rows):
-    """Delete the archive's rows of these keys, children first, then insert
-    the rows, parents first: an upsert, so that a copy can run again."""
+@dataclass
+class Names:
+    """The two engines of one move."""
+
+    hot: str
+    archive: str
+
+
+def _references(hot, references, family, rows):
+    """``[(table, primary key column, rows)]``: the rows of *references*
+    models the family's rows refer to (many-to-one), read from hot."""
+    wanted = {}
+    for member in family:
+        for prop in member.mapper.relationships:
+            if prop.direction is not MANYTOONE or prop.secondary is not None:
+                continue
+            if prop.mapper.class_ not in references:
+                continue
+            pairs = prop.local_remote_pairs
+            target_pk = list(prop.mapper.primary_key)
+            one = len(pairs) == 1 and len(target_pk) == 1
+            if not one or pairs[0][1] is not target_pk[0]:
+                raise ArchiveMoveError(
+                    f"{prop}: dbrouter_archive copies references joined on their "
+                    "one-column primary key"
+                )
+            local, remote = pairs[0]
+            values = {r[local.key] for r in rows[member]} - {None}
+            wanted.setdefault(remote.table, (remote, set()))[1].update(values)
+    found = []
+    for table, (column, values) in wanted.items():
+        if values:
+            selected = hot.execute(select(table).where(column.in_(values)))
+            found.append((table, column, [dict(r._mapping) for r in selected]))
+    return found
+
+
+def _copy(execute, family, rows, refs=()):
+    """Insert the references the archive lacks; delete the archive's rows of
+    these keys, children first, then insert the rows, parents first: an
+    upsert, so that a copy can run again."""
+    for table, column, found in refs:
+        present = {
+            k[0]
+            for k in execute(
+                select(column).where(column.in_([r[column.key] for r in found]))
+            )
+        }
+        missing = [r for r in found if r[column.key] not in present]
+        if missing:
+            execute(insert(table), missing)
     for member in reversed(family):
         if rows[member]:
             keys = [member.key_of(r) for r in rows[member]]
@@ -189,10 +253,10 @@ def _eligible(member, rows, only_if):
     return member.table.c[child_col.key].in_(parents.scalar_subquery())
 
 
-def _uncopy(session, archive, atomic, engines, family, rows, keys):
+def _uncopy(session, names, atomic, archive_engine, family, rows, keys):
     """Remove from the archive the copies of the rows still in hot."""
     root = family[0]
-    hot = session.using_bind(archive.hot)
+    hot = session.using_bind(names.hot)
     still = {
         tuple(k)
         for k in hot.execute(
@@ -212,7 +276,7 @@ def _uncopy(session, archive, atomic, engines, family, rows, keys):
                 execute(delete(member.table).where(member.has_key(own)))
 
     if atomic:
-        run(session.using_bind(archive.archive).execute)
+        run(session.using_bind(names.archive).execute)
     else:
-        with engines[archive.archive].begin() as conn:
+        with archive_engine.begin() as conn:
             run(conn.execute)

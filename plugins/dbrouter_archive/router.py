@@ -11,8 +11,16 @@
   core's rule), or refused from the archive (``refuse``, at flush);
 * tables: the archived models' on both engines, no other table on the archive.
 
+With ``hot = PREFIX:*`` (an archive per key: ``tenant:*`` and
+``archive:*``), the hot engine is whatever the routers after this one
+answer for the model -- the request's ``tenant:alps`` -- and reads go to it
+and to the archive of the same key, ``archive:alps``; writes are left to
+those routers.
+
 Models that are not archived are left to the rest of the chain.
 """
+
+from pyramid_dbrouter import bind_of
 
 
 class ArchiveRouter:
@@ -23,9 +31,22 @@ class ArchiveRouter:
         return f"<ArchiveRouter {self.archive!r}>"
 
     def db_for_read(self, model, **hints):
-        if not self.archive.covers(model):
+        archive = self.archive
+        if not archive.covers(model):
             return None
-        return self.archive.names
+        if not archive.per_key:
+            return archive.names
+        session = hints.get("session")
+        answer, _router = archive.rest(session).first_read(model, **hints)
+        if answer is None:
+            archive.hot_for(session, model, **hints)  # raises, naming why
+        # each hot engine, then its archive: hot's copy of a row in both wins
+        names = []
+        for name in [answer] if isinstance(answer, str) else answer:
+            names.append(name)
+            if archive.is_hot(name):
+                names.append(archive.archive_of(name))
+        return names
 
     def db_for_write(self, model, **hints):
         archive = self.archive
@@ -37,12 +58,16 @@ class ArchiveRouter:
             if parent is not None:
                 if archive.archive_writes == "refuse":
                     archive.refuse(parent, f"given a new {model.__name__}")
-                return None  # with its parent, in the archive
-        return archive.hot
+                # with its parent, in the archive (said outright per key: the
+                # routers after this one would send it to hot)
+                return bind_of(parent) if archive.per_key else None
+        return None if archive.per_key else archive.hot
 
     def allow_migrate(self, db, model, **hints):
-        if db not in self.archive.names or not isinstance(model, type):
+        archive = self.archive
+        hot, archived = archive.is_hot(db), archive.is_archive(db)
+        if not (hot or archived) or not isinstance(model, type):
             return None
-        if self.archive.covers(model):
+        if archive.covers(model) or (archived and model in archive.references):
             return True
-        return False if db == self.archive.archive else None
+        return False if archived else None

@@ -10,9 +10,11 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.settings import aslist
 
 PREFIX = "dbrouter.archive."
-KEYS = ("hot", "archive", "models", "archive_writes")
+KEYS = ("hot", "archive", "models", "references", "archive_writes")
 ARCHIVE_WRITES = ("origin", "refuse")
 _ENGINE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
+#: ``PREFIX:*``: the engines ``PREFIX:KEY`` of a core engine factory, one per key
+_PER_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]{0,62}):\*")
 _DOTTED = re.compile(r"[A-Za-z_][\w.]*[:.][A-Za-z_]\w*")
 
 
@@ -40,6 +42,10 @@ def parse_archive_settings(settings):
         options["hot"] = check_engine(given["hot"], PREFIX + "hot")
     if "models" in given:
         options["models"] = check_models(aslist(given["models"]), PREFIX + "models")
+    if "references" in given:
+        options["references"] = check_models(
+            aslist(given["references"]), PREFIX + "references"
+        )
     if "archive_writes" in given:
         options["archive_writes"] = check_archive_writes(
             given["archive_writes"], PREFIX + "archive_writes"
@@ -48,13 +54,21 @@ def parse_archive_settings(settings):
 
 
 def check_engine(value, key):
+    """An engine name, or ``PREFIX:*`` (the engines of an engine factory)."""
     value = str(value).strip()
-    if not _ENGINE.fullmatch(value):
+    if not (_ENGINE.fullmatch(value) or _PER_KEY.fullmatch(value)):
         raise ConfigurationError(
             f"{key}: {value!r} is not an engine name; use letters, digits, '_' and "
-            "'-', the NAME of a sqlalchemy.NAME.url setting (or default)"
+            "'-', the NAME of a sqlalchemy.NAME.url setting (or default), or "
+            "PREFIX:* for the engines PREFIX:KEY of an engine factory (tenant:*)"
         )
     return value
+
+
+def per_key_prefix(value):
+    """``"tenant"`` for ``"tenant:*"``; None for an engine name."""
+    match = _PER_KEY.fullmatch(value)
+    return match.group(1) if match else None
 
 
 def check_models(values, key):

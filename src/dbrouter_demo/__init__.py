@@ -6,8 +6,10 @@ same application on PostgreSQL databases.  Engines:
 * ``tenant:KEY`` -- album KEY's own database (dbrouter_tenant: a folder
   with an SQLite file, or a PostgreSQL database), holding ``pic``, ``tag``
   and ``pic_tag``;
-* ``default`` -- the catalog of albums, what spans albums;
-* ``archive`` -- pictures moved out of their album.
+* ``archive:KEY`` -- album KEY's archive, the same tables (``archive.sqlite``
+  in the album's folder, or a database): dbrouter_archive moves old
+  pictures there, and finds them there by id;
+* ``default`` -- the catalog of albums, what spans albums.
 
 Every page ends with what ``pyramid_dbrouter.trace`` recorded: which
 engine answered each query and by which rule, and how the last write was
@@ -19,18 +21,32 @@ import os
 from pyramid.config import Configurator
 from sqlalchemy.engine import make_url
 
+from .archive import PREFIX, AlbumArchives
 from .routers import EveryAlbumRouter
+
+DEFAULTS = {
+    "dbrouter.metadata": "dbrouter_demo.models:Base",
+    "dbrouter.tenant.metadata": "dbrouter_demo.models:AlbumBase",
+    # each album's archive: the album's engine is hot, archive:KEY its archive
+    "dbrouter.archive.hot": "tenant:*",
+    "dbrouter.archive.archive": "archive:*",
+    "dbrouter.archive.models": "dbrouter_demo.models:Pic",
+    "dbrouter.archive.references": "dbrouter_demo.models:Tag",
+}
 
 
 def main(global_config, **settings):
     """The WSGI application of development.ini and postgres.ini."""
-    settings.setdefault("dbrouter.metadata", "dbrouter_demo.models:Base")
-    settings.setdefault("dbrouter.tenant.metadata", "dbrouter_demo.models:AlbumBase")
+    for key, value in DEFAULTS.items():
+        settings.setdefault(key, value)
     _make_folders(settings)
     with Configurator(settings=settings) as config:
         config.include("pyramid_dbrouter")
-        # before the tenant plugin's router: the search page reads every album
+        config.add_db_engine_factory(PREFIX, AlbumArchives(config.registry))
+        # the routers in order: the search page reads every album; then the
+        # archive's, which asks the tenant plugin's for a picture's album
         config.add_db_router(EveryAlbumRouter())
+        config.include("dbrouter_archive")
         config.include("dbrouter_tenant")
         config.include("pyramid_dbrouter.trace")
         config.include(".routes")

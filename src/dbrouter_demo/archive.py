@@ -1,78 +1,122 @@
-"""Moving pictures out of their album into the archive, and finding them.
+"""Each album's archive: the engines ``archive:KEY``, and archiving pictures.
 
-The one module to change when dbrouter_archive can take the album's own
-engine (``tenant:KEY``) as its hot engine: today the plugin's hot engine is
-one engine named in the settings, and every album is an engine of its own.
-Until then this module does what the plugin does, for pictures:
-
-* where both engines can take part in one commit (PostgreSQL, or one
-  SQLite file with the others able to prepare), the copy and the delete are
-  statements of the request's transaction, and the core commits them in two
-  phases (or with the SQLite file as the last resource);
-* where they cannot (two SQLite files), the copy is committed on the
-  archive at once, as an idempotent upsert, then the delete commits with the
-  request.  A crash between the two leaves the picture in both places;
-  archiving it again finishes the move.  A picture is never lost, and never
-  archived twice.
+dbrouter_archive does the moving and the reading (``dbrouter.archive.hot =
+tenant:*``, ``dbrouter.archive.archive = archive:*``): the hot engine of a
+picture is its album's, ``tenant:KEY``, and its archive the engine of the
+same key.  This module makes those archive engines -- ``archive.sqlite`` in
+the album's folder, or a database ``demo_archive_KEY`` next to the album's
+-- with the album's tables, so that an archived picture keeps its id and
+its tags, and moves with the album's folder.
 """
 
-from sqlalchemy import delete, insert, select
+import threading
 
-from pyramid_dbrouter import bind_of
+from sqlalchemy import create_engine, select
+from sqlalchemy.pool import NullPool
 
-from .models import ArchivedPic, Pic
+from dbrouter_archive import archive_rows, get_archive
+from dbrouter_tenant import engine_name, get_tenancy
+from dbrouter_tenant.folders import SqliteFolders
+from dbrouter_tenant.servers import Databases
 
-ARCHIVE = "archive"
-#: dialects that prepare a transaction (PREPARE TRANSACTION, XA)
-TWO_PHASE_DIALECTS = frozenset({"postgresql", "mysql", "mariadb"})
+from .models import AlbumBase, Pic
+
+PREFIX = "archive"
+FILENAME = "archive.sqlite"
+#: postgres.ini: the database of album KEY's archive
+NAME_PREFIX_SETTING = "demo.archive.name_prefix"
 
 
-def moves_atomically(session, album_engine):
-    """Whether copy and delete commit together (at most one SQLite side)."""
-    dialects = [session.engine(n).dialect.name for n in (album_engine, ARCHIVE)]
-    return sum(d not in TWO_PHASE_DIALECTS for d in dialects) <= 1
+class AlbumArchives:
+    """The core's engine factory of ``archive:KEY``: album KEY's archive,
+    made with the album's tables the first time it is needed (the album
+    must exist: the key is checked by the tenant plugin first)."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        self._mode = None
+        self._lock = threading.Lock()
+
+    def __repr__(self):
+        return f"<album archives {PREFIX}:KEY>"
+
+    def mode(self):
+        if self._mode is None:
+            albums = get_tenancy(self.registry).mode
+            if isinstance(albums, SqliteFolders):
+                self._mode = SqliteFolders(albums.root, FILENAME)
+            else:
+                settings = self.registry.settings or {}
+                prefix = settings.get(NAME_PREFIX_SETTING, "demo_archive_")
+                self._mode = Databases(albums.admin_url, prefix)
+        return self._mode
+
+    def __call__(self, key, settings):
+        get_tenancy(self.registry).require(key)  # a valid key, an existing album
+        self.create(key)
+        return self.mode().engine(key)
+
+    def keys(self, settings):
+        return self.mode().keys()
+
+    def create(self, key):
+        """Album *key*'s archive, with the album's tables, if it is missing."""
+        mode = self.mode()
+        with self._lock:
+            if mode.exists(key):
+                return
+            tables = AlbumBase.metadata.sorted_tables
+            if isinstance(mode, Databases):
+                mode.create(key, AlbumBase.metadata, tables)
+                return
+            # in the album's folder, which exists (SqliteFolders.create would
+            # make the folder)
+            engine = create_engine(mode.url(key, create=True), poolclass=NullPool)
+            try:
+                AlbumBase.metadata.create_all(engine, tables=tables)
+            finally:
+                engine.dispose()
+
+    def remove(self, key):
+        mode = self.mode()
+        if isinstance(mode, Databases) and mode.exists(key):
+            mode.remove(key)
+
+
+def archive_of(album):
+    """The engine of album *album*'s archive."""
+    return f"{PREFIX}:{album}"
 
 
 def archive_pics(session, album, ids):
-    """Move the pictures *ids* of album *album* (the request's) to the
-    archive; return the pictures moved (those no longer in the album are
-    skipped: a second submission moves nothing)."""
-    pics = [p for p in (session.get(Pic, i) for i in sorted(set(ids))) if p]
-    if not pics:
-        return []
-    rows = [
-        {
-            "album": album,
-            "id": p.id,
-            "title": p.title,
-            "taken": p.taken,
-            "tags": ",".join(t.name for t in p.tags),
-        }
-        for p in pics
-    ]
-    if moves_atomically(session, bind_of(pics[0])):
-        for row in rows:
-            session.merge(ArchivedPic(**row))
-    else:
-        keys = (ArchivedPic.album == album) & ArchivedPic.id.in_([p.id for p in pics])
-        with session.engine(ARCHIVE).begin() as conn:
-            conn.execute(delete(ArchivedPic).where(keys))
-            conn.execute(insert(ArchivedPic), rows)
-    for pic in pics:
-        session.delete(pic)
-    return pics
+    """Move the pictures *ids* of album *album* (the request's), their tag
+    links with them, to the album's archive; return how many moved (the
+    pictures no longer in the album are not found: a second submission
+    moves nothing)."""
+    if not ids:
+        return 0
+    statement = select(Pic).where(Pic.id.in_(sorted(set(ids))))
+    return archive_rows(session, statement, hot=engine_name(album)).rows
 
 
-def find_pic(session, album, pic_id):
-    """The picture *pic_id* of *album*: in the album, else in the archive."""
-    return session.get(Pic, pic_id) or session.get(ArchivedPic, (album, pic_id))
+def moves_atomically(session, album):
+    """Whether the album and its archive commit a move together (two-phase
+    commit), or in two steps (two SQLite files)."""
+    hot = engine_name(album)
+    engines = [session.engine(hot), session.engine(archive_of(album))]
+    return get_archive(session).atomic(engines)
+
+
+def album_pics(session, album):
+    """The pictures still in the album, newest first."""
+    return _newest_first(session.using_bind(engine_name(album)))
 
 
 def archived_pics(session, album):
     """The album's archived pictures, newest first."""
-    statement = (
-        select(ArchivedPic)
-        .where(ArchivedPic.album == album)
-        .order_by(ArchivedPic.taken.desc(), ArchivedPic.id.desc())
-    )
+    return _newest_first(session.using_bind(archive_of(album)))
+
+
+def _newest_first(session):
+    statement = select(Pic).order_by(Pic.taken.desc(), Pic.id.desc())
     return session.scalars(statement).all()

@@ -4,14 +4,16 @@
   ``pic``, ``tag`` and the many-to-many ``pic_tag``.  The tenant plugin's
   router sends them to the album's own engine, ``tenant:KEY`` (a SQLite
   file in the album's folder, or a PostgreSQL database).
+  Each album's archive, ``archive:KEY`` (``archive.sqlite`` next to the
+  album's file), has the same tables: an archived picture keeps its id, its
+  ``pic_tag`` rows move with it, and its tags are copied there.
 * ``Base`` -- the tables outside albums (``dbrouter.metadata``): the
-  catalog of albums, on ``default`` (``__bind_key__``), and the pictures
-  moved to the ``archive`` engine.
+  catalog of albums, on ``default`` (``__bind_key__``).
 """
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Column, Date, DateTime, ForeignKey, String, Table, Text
+from sqlalchemy import Column, Date, DateTime, ForeignKey, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -38,8 +40,11 @@ class Pic(AlbumBase):
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
     taken: Mapped[date] = mapped_column(Date)
+    # written through its links (one-to-many: dbrouter_archive moves a
+    # picture's pic_tag rows with it), read as a list of tags
+    links: Mapped[list["PicTag"]] = relationship(cascade="all, delete-orphan")
     tags: Mapped[list["Tag"]] = relationship(
-        secondary=pic_tag, back_populates="pics", order_by="Tag.name"
+        secondary=pic_tag, order_by="Tag.name", viewonly=True
     )
 
 
@@ -47,11 +52,17 @@ class Tag(AlbumBase):
     __tablename__ = "tag"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(40), unique=True)
-    pics: Mapped[list[Pic]] = relationship(secondary=pic_tag, back_populates="tags")
+
+
+class PicTag(AlbumBase):
+    """A picture's tag: a row of ``pic_tag``."""
+
+    __table__ = pic_tag
+    tag: Mapped[Tag] = relationship()
 
 
 class Base(DeclarativeBase):
-    """The tables outside albums: the catalog and the archive."""
+    """The tables outside albums: the catalog."""
 
 
 class Album(Base):
@@ -62,21 +73,3 @@ class Album(Base):
     key: Mapped[str] = mapped_column(String(48), primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
     created: Mapped[datetime] = mapped_column(DateTime, default=_now)
-
-
-class ArchivedPic(Base):
-    """A picture moved out of its album, on ``archive``; its id is the id it
-    had in its album."""
-
-    __tablename__ = "archived_pic"
-    __bind_key__ = "archive"
-    album: Mapped[str] = mapped_column(String(48), primary_key=True)
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    title: Mapped[str] = mapped_column(String(200))
-    taken: Mapped[date] = mapped_column(Date)
-    tags: Mapped[str] = mapped_column(Text, default="")
-    archived: Mapped[datetime] = mapped_column(DateTime, default=_now)
-
-    @property
-    def tag_names(self):
-        return [t for t in self.tags.split(",") if t]

@@ -14,10 +14,17 @@ from dbrouter_tenant import (
     create_tenant,
     list_tenants,
 )
-from pyramid_dbrouter import bind_of
+from pyramid_dbrouter import bind_of, get_state
 
-from .archive import archive_pics, archived_pics, find_pic, moves_atomically
-from .models import Album, ArchivedPic, Pic, Tag, pic_tag
+from .archive import (
+    PREFIX,
+    album_pics,
+    archive_of,
+    archive_pics,
+    archived_pics,
+    moves_atomically,
+)
+from .models import Album, Pic, PicTag, Tag, pic_tag
 from .pages import e, page
 
 PAGE_SIZE = 10
@@ -49,8 +56,8 @@ def home(request):
     body = (
         '<p class="muted">Each album is a folder with a database of its own; '
         "the catalog of albums is on <code>default</code>, old pictures move to "
-        "<code>archive</code>. The footer of every page tells which engine "
-        "answered each query, and why.</p>"
+        "the album's archive, <code>archive:KEY</code>. The footer of every page "
+        "tells which engine answered each query, and why.</p>"
         + (
             '<table class="list"><tr><th>album</th><th>folder</th><th>created</th>'
             f"</tr>{rows}</table>"
@@ -103,12 +110,17 @@ def new_album(request):
         session.add(Album(key=key, title=title))
         try:
             create_tenant(request.registry, key)
+            _archives(request).create(key)
         except TenantExists:
             error = exists
             request.tm.doom()  # the catalog's row is not committed
     if error is not None:
         return page(request, "New album", _album_form(request.POST, error), 400)
     return HTTPFound(request.route_path("album", tenant=key))
+
+
+def _archives(request):
+    return get_state(request.registry).engines.factories[PREFIX]
 
 
 # -- one album ---------------------------------------------------------------------
@@ -141,7 +153,8 @@ def _album_page(request, values=None, error=None, status=200):
     key = request.tenant
     session = request.dbsession
     title = _album_title(request)
-    pics = session.scalars(select(Pic).order_by(Pic.taken.desc(), Pic.id.desc())).all()
+    pics = album_pics(session, key)
+    tags = session.scalars(select(Tag.name).order_by(Tag.name)).all()
     rows = "".join(
         f'<tr><td><input type="checkbox" name="pic" value="{p.id}" '
         f'id="pic-{p.id}" aria-label="archive {e(p.title)}"></td>'
@@ -161,9 +174,10 @@ def _album_page(request, values=None, error=None, status=200):
     )
     body = (
         f'<p class="muted">Folder <code>{e(key)}</code>, engine '
-        f'<code>tenant:{e(key)}</code>. <a href="{e(archive_url)}">Archived '
-        "pictures</a></p>"
-        f"<h2>Pictures</h2>{listing}"
+        f"<code>tenant:{e(key)}</code>, its archive <code>{e(archive_of(key))}"
+        f'</code>. <a href="{e(archive_url)}">Archived pictures</a></p>'
+        + (f'<p class="muted">Tags: {_tags(tags)}</p>' if tags else "")
+        + f"<h2>Pictures</h2>{listing}"
         f"<h2>Add a picture</h2>{_pic_form(request, values, error)}"
     )
     return page(request, title, body, status)
@@ -194,8 +208,8 @@ def add_pic(request):
         return _album_page(request, request.POST, error, 400)
     session = request.dbsession
     known = {t.name: t for t in session.scalars(select(Tag).where(Tag.name.in_(names)))}
-    tags = [known.get(n) or Tag(name=n) for n in names]
-    session.add(Pic(title=title, taken=day, tags=tags))
+    links = [PicTag(tag=known.get(n) or Tag(name=n)) for n in names]
+    session.add(Pic(title=title, taken=day, links=links))
     return HTTPFound(request.route_path("album", tenant=request.tenant))
 
 
@@ -205,16 +219,17 @@ def pic(request):
         pic_id = int(request.matchdict["id"])
     except ValueError:
         raise HTTPNotFound() from None
-    found = find_pic(request.dbsession, request.tenant, pic_id)
+    # in the album, else in its archive: dbrouter_archive's get()
+    found = request.dbsession.get(Pic, pic_id)
     if found is None:
         raise HTTPNotFound()
-    archived = isinstance(found, ArchivedPic)
-    tags = found.tag_names if archived else [t.name for t in found.tags]
+    engine = bind_of(found)
     where = (
-        f"in the archive (engine <code>archive</code>) since {found.archived:%Y-%m-%d}"
-        if archived
-        else f"in the album (engine <code>{e(bind_of(found))}</code>)"
+        f"in the archive (engine <code>{e(engine)}</code>)"
+        if engine == archive_of(request.tenant)
+        else f"in the album (engine <code>{e(engine)}</code>)"
     )
+    tags = [t.name for t in found.tags]
     album_url = request.route_path("album", tenant=request.tenant)
     body = (
         f'<div class="card"><p>Taken on {found.taken}</p><p>{_tags(tags)}</p>'
@@ -237,9 +252,9 @@ def archive(request):
             continue
     session = request.dbsession
     moved = archive_pics(session, request.tenant, ids)
-    how = "one" if moves_atomically(session, f"tenant:{request.tenant}") else "two"
+    how = "one" if moves_atomically(session, request.tenant) else "two"
     location = request.route_path(
-        "archive", tenant=request.tenant, _query={"moved": len(moved), "how": how}
+        "archive", tenant=request.tenant, _query={"moved": moved, "how": how}
     )
     return HTTPFound(location)
 
@@ -255,8 +270,8 @@ def archived(request):
             " Copy and delete were one transaction (see the last write below)."
             if request.GET.get("how") == "one"
             else " Two SQLite files cannot commit together: the copy was committed "
-            "on <code>archive</code> first (idempotent), then the delete with the "
-            "request."
+            f"on <code>{e(archive_of(key))}</code> first (idempotent), then the "
+            "delete with the request."
         )
         note = (
             f'<p class="note">{e(moved)} picture(s) moved to the archive.{how}</p>'
@@ -266,15 +281,16 @@ def archived(request):
         )
     rows = "".join(
         f'<tr><td><a href="{e(request.route_path("pic", tenant=key, id=p.id))}">'
-        f"{e(p.title)}</a></td><td>{p.taken}</td><td>{_tags(p.tag_names)}</td>"
-        f'<td class="muted">{p.archived:%Y-%m-%d %H:%M}</td></tr>'
+        f"{e(p.title)}</a></td><td>{p.taken}</td>"
+        f"<td>{_tags(t.name for t in p.tags)}</td></tr>"
         for p in pics
     )
     body = (
         note
+        + f'<p class="muted">Engine <code>{e(archive_of(key))}</code>.</p>'
         + (
             '<table class="list"><tr><th>picture</th><th>taken</th><th>tags</th>'
-            f"<th>archived</th></tr>{rows}</table>"
+            f"</tr>{rows}</table>"
             if rows
             else "<p>No archived picture.</p>"
         )
