@@ -26,7 +26,7 @@ def get_tenancy(registry):
 
 def make_mode(settings, registry):
     if settings.mode == "sqlite-folder":
-        return SqliteFolders(settings.root, settings.filename)
+        return SqliteFolders(settings.root, settings.filename, settings.attach)
     if settings.mode == "database":
         return Databases(settings.url, settings.name_prefix)
     return Schemas(registry, settings.engine, settings.name_prefix)

@@ -1,10 +1,15 @@
 """A writer of two album files, looping until it is killed (SIGKILL).
 
-Run as a subprocess with one JSON argument (tests/ and tests/plugins on the
-Python path)::
+Run as a subprocess (tests/ and tests/plugins on the Python path)::
 
-    python tests/plugins/attach_worker.py '{"how": "attach", "root": ROOT,
-        "albums": ["a", "b"]}'
+    python tests/plugins/attach_worker.py
+
+it reads one JSON job a line on its standard input, such as ``{"how":
+"attach", "root": ROOT, "albums": ["a", "b"], "start": 0}``, and forks a
+writer for it (so that each of many kills does not pay Python's start-up
+and imports); the writer prints ``ready PID`` once its first transaction
+committed, then loops until it is killed; then the server prints ``done``
+and reads the next job.
 
 Every transaction writes the same counter into ``marks`` of both albums
 (ROOT/KEY/album.sqlite) and rewrites their ``pad`` rows, so that the COMMIT
@@ -20,7 +25,8 @@ inside it.  ``how`` is
 * ``plugin``: through pyramid_dbrouter with ``dbrouter.tenant.attach =
   true``: one ``session_scope`` writing ``tenant:a`` and ``tenant:b``.
 
-It prints ``ready`` once the first transaction committed, then loops.
+The server itself never opens a database: the writer it forks opens its
+own connections.
 """
 
 import json
@@ -79,18 +85,19 @@ def loop_sqlite(job):
             write_sql(conn, schema, n)
         for conn in dict.fromkeys(conn for conn, _ in targets):
             conn.commit()
-        if n == job.get("start", 0) + 1:
-            print("ready", flush=True)
+        ready(n, job)
 
 
-def loop_plugin(job):
-    from sqlalchemy import Column, Integer, LargeBinary, MetaData, Table, func
+def ready(n, job):
+    if n == job.get("start", 0) + 1:
+        print("ready", os.getpid(), flush=True)
+
+
+def plugin_app(root):
+    """The album application (its start-up opens no database)."""
     from tenant_app import make_app
 
-    from pyramid_dbrouter import session_scope
-
-    root, keys = job["root"], job["albums"]
-    app = make_app(
+    return make_app(
         {
             "sqlalchemy.url": "sqlite:///" + os.path.join(root, "..", "shared.sqlite"),
             "dbrouter.tenant.mode": "sqlite-folder",
@@ -98,6 +105,14 @@ def loop_plugin(job):
             "dbrouter.tenant.attach": "true",
         }
     )
+
+
+def loop_plugin(job, app):
+    from sqlalchemy import Column, Integer, LargeBinary, MetaData, Table, func
+
+    from pyramid_dbrouter import session_scope
+
+    keys = job["albums"]
     # Core tables: the tenant's schema_translate_map names their album
     # (textual SQL is not translated)
     tables = MetaData()
@@ -113,17 +128,27 @@ def loop_plugin(job):
                 bound = session.using_bind("tenant:" + key)
                 bound.execute(marks.insert().values(n=n))
                 bound.execute(pad.update().values(b=func.randomblob(PAD_BYTES)))
-        if n == job.get("start", 0) + 1:
-            print("ready", flush=True)
+        ready(n, job)
 
 
-def main(argv):
-    job = json.loads(argv[1])
-    if job["how"] == "plugin":
-        loop_plugin(job)
-    else:
-        loop_sqlite(job)
+def serve(lines):
+    apps = {}
+    for line in lines:
+        job = json.loads(line)
+        if job["how"] == "plugin" and job["root"] not in apps:
+            apps[job["root"]] = plugin_app(job["root"])
+        pid = os.fork()
+        if pid == 0:
+            try:
+                if job["how"] == "plugin":
+                    loop_plugin(job, apps[job["root"]])
+                else:
+                    loop_sqlite(job)
+            finally:
+                os._exit(1)  # the loop ended by an error (printed above)
+        os.waitpid(pid, 0)
+        print("done", flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    serve(sys.stdin)

@@ -20,6 +20,7 @@ import glob
 import json
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -44,10 +45,11 @@ def marks(root, key):
 
 
 def leftovers(root):
-    """Album journals and super-journals of the hub, with their size and
-    modification time: what is new after a kill was left by it."""
-    paths = glob.glob(os.path.join(root, "*", "*-journal"))
-    paths += glob.glob(os.path.join(root, "*-mj*"))
+    """Album journals and super-journals (the hub's, hidden files included),
+    with their size and modification time: what is new after a kill was
+    left by it."""
+    paths = [e.path for e in os.scandir(root) if "-mj" in e.name]
+    paths += glob.glob(os.path.join(root, "*", "*-journal"))
     found = {}
     for path in paths:
         st = os.stat(path)
@@ -62,38 +64,44 @@ def env():
 
 
 def kill_rounds(root, how, rounds, seed, max_delay=0.06):
-    """Start the writer *rounds* times, kill it after a random delay; return
+    """Fork the writer *rounds* times, kill it after a random delay; return
     the figures of the run."""
     rng = random.Random(seed)
     figures = {"kills": 0, "mid_commit": 0, "super_journal": 0, "divergent": 0}
     start = 0
-    for _ in range(rounds):
-        before = leftovers(root)
-        job = {"how": how, "root": str(root), "albums": ALBUMS, "start": start}
-        child = subprocess.Popen(
-            [sys.executable, str(HERE / "attach_worker.py"), json.dumps(job)],
-            stdout=subprocess.PIPE,
-            env=env(),
-        )
-        try:
-            ready = child.stdout.readline()
-            assert ready == b"ready\n", f"the writer did not start: {ready!r}"
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "attach_worker.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env(),
+    )
+    try:
+        for _ in range(rounds):
+            before = leftovers(root)
+            job = {"how": how, "root": str(root), "albums": ALBUMS, "start": start}
+            server.stdin.write(json.dumps(job).encode() + b"\n")
+            server.stdin.flush()
+            ready = server.stdout.readline().split()
+            assert ready[:1] == [b"ready"], f"the writer did not start: {ready!r}"
             # a random moment of the loop (the delay is not asserted on)
             time.sleep(rng.uniform(0, max_delay))
-            child.kill()
-        finally:
-            child.wait()
-            child.stdout.close()
-        figures["kills"] += 1
-        # left by this kill (SQLite leaves orphan super-journals, and
-        # journals that are no longer hot, until a later write)
-        left = [p for p, stat in leftovers(root).items() if before.get(p) != stat]
-        figures["mid_commit"] += bool(left)
-        figures["super_journal"] += any("-mj" in os.path.basename(p) for p in left)
-        seen = [marks(root, key) for key in ALBUMS]
-        if seen[0] != seen[1]:
-            figures["divergent"] += 1
-        start = max(max(s, default=0) for s in seen)
+            os.kill(int(ready[1]), signal.SIGKILL)
+            assert server.stdout.readline() == b"done\n"
+            figures["kills"] += 1
+            # left by this kill (SQLite leaves orphan super-journals, and
+            # journals that are no longer hot, until a later write)
+            left = [p for p, st in leftovers(root).items() if before.get(p) != st]
+            figures["mid_commit"] += bool(left)
+            figures["super_journal"] += any("-mj" in os.path.basename(p) for p in left)
+            seen = [marks(root, key) for key in ALBUMS]
+            if seen[0] != seen[1]:
+                figures["divergent"] += 1
+            start = max(max(s, default=0) for s in seen)
+    finally:
+        server.stdin.close()
+        server.kill()
+        server.wait()
+        server.stdout.close()
     figures["committed"] = start
     return figures
 
@@ -129,3 +137,15 @@ def test_attached_albums_in_wal_mode_do_diverge(albums_root):
     figures = kill_rounds(albums_root, "wal", rounds=60, seed=13)
     print("wal:", figures)
     assert figures["divergent"] > 0, figures
+
+
+def test_albums_written_through_the_plugin_are_all_or_nothing_under_kills(
+    albums_root,
+):
+    """The same, through pyramid_dbrouter with dbrouter.tenant.attach = true:
+    one session_scope writes tenant:a and tenant:b."""
+    create_albums(str(albums_root), ALBUMS)
+    figures = kill_rounds(albums_root, "plugin", rounds=200, seed=14)
+    print("plugin:", figures)
+    assert figures["divergent"] == 0, figures
+    assert figures["mid_commit"] > 0 and figures["super_journal"] > 0, figures
