@@ -62,8 +62,10 @@ def schema_of(key):
 class AlbumHub:
     """The connection that attaches the albums of one root, made on first use."""
 
-    def __init__(self, folders):
+    def __init__(self, folders, tables=()):
         self.folders = folders
+        #: the names of the albums' tables, given decoys in the hub
+        self.tables = tuple(tables)
         self.path = os.path.join(folders.root, HUB_FILENAME)
         self._engine = None
         self._lock = threading.Lock()
@@ -95,7 +97,7 @@ class AlbumHub:
             # closes them from whichever thread disposes
             connect_args={"check_same_thread": False},
         )
-        event.listen(engine, "connect", _rollback_journal)
+        event.listen(engine, "connect", self._prepare_hub)
         event.listen(engine, "checkout", _detach_all)
         return engine
 
@@ -136,16 +138,34 @@ class AlbumHub:
             raise
         attached[schema] = path
 
+    def _prepare_hub(self, dbapi_connection, record):
+        # the super-journal is written only for a main database in a rollback
+        # journal mode with synchronous on (SQLite's defaults, made explicit)
+        dbapi_connection.execute("PRAGMA main.journal_mode = DELETE")
+        dbapi_connection.execute("PRAGMA main.synchronous = FULL")
+        # SQLite looks an unqualified name up in main first, then in the
+        # attached files in turn: textual SQL naming "photos" would read the
+        # first album attached, whichever tenant it was meant for.  A view of
+        # that name in main, over a table that does not exist, makes it an
+        # error whose message says why.
+        for name in self.tables:
+            why = (
+                f"{name} (dbrouter.tenant.attach: name an album's table through "
+                "its Table or model, which the tenant's engine maps to its album; "
+                "textual SQL is not mapped)"
+            )
+            dbapi_connection.execute(
+                f"CREATE VIEW IF NOT EXISTS main.{_quote(name)} AS "
+                f"SELECT * FROM {_quote(why)}"
+            )
+
     def dispose(self):
         if self._engine is not None:
             self._engine.dispose()
 
 
-def _rollback_journal(dbapi_connection, record):
-    # the super-journal is written only for a main database in a rollback
-    # journal mode with synchronous on (SQLite's defaults, made explicit)
-    dbapi_connection.execute("PRAGMA main.journal_mode = DELETE")
-    dbapi_connection.execute("PRAGMA main.synchronous = FULL")
+def _quote(identifier):
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _detach_all(dbapi_connection, record, proxy):

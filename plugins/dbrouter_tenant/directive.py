@@ -50,7 +50,7 @@ def set_tenant_mode(config, mode, **options):
     metadata = _metadata(config, settings.metadata)
     # nothing here connects or opens a file: the modes make engines on first use
     tenancy = Tenancy(
-        settings, make_mode(settings, config.registry), resolver, metadata
+        settings, make_mode(settings, config.registry, metadata), resolver, metadata
     )
     where = settings.root or mask_url(settings.url or "") or settings.engine
     intr = config.introspectable(

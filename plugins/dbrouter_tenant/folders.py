@@ -36,12 +36,12 @@ class SqliteFolders:
 
     name = "sqlite-folder"
 
-    def __init__(self, root, filename, attach=False):
+    def __init__(self, root, filename, attach_tables=None):
         self.root = root  # a real path (settings resolved it)
         self.filename = filename
         #: dbrouter.tenant.attach: the albums of a transaction attached to
-        #: one connection, committed together (see .attach)
-        self.hub = AlbumHub(self) if attach else None
+        #: one connection, committed together (see .attach); None when off
+        self.hub = None if attach_tables is None else AlbumHub(self, attach_tables)
 
     def path(self, key):
         """The real path of tenant *key*'s file, checked to be under the root."""
