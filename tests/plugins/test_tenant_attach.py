@@ -56,6 +56,15 @@ def test_copying_to_another_album_commits_both(attach_app, album_root):
     assert list_tenants(registry) == ["a", "b"]
 
 
+def test_the_readme_example_moves_a_photo_to_another_album(attach_app, album_root):
+    testapp, registry = attach_app
+    albums(registry, "a", "b")
+    answer = testapp.post("/albums/a/move", {"id": "1", "to": "b"}).json
+    assert answer == {"moved": "first of a"}
+    assert titles(album_root, "b") == ["first of b", "first of a"]
+    assert titles(album_root, "a") == []
+
+
 def test_without_attach_the_core_refuses_two_albums(folder_app, album_root):
     testapp, registry = folder_app
     albums(registry, "a", "b")
