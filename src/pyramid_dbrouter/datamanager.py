@@ -22,6 +22,10 @@ two or more without           :class:`UnsafeCommitError` before anything
 two-phase support             commits; everything rolled back
 ============================  ===============================================
 
+Engines whose connections share one DBAPI connection (``execution_options()``
+copies of an engine over a pool that shares a thread's connection, such as
+the tenant plugin's attached albums) are one participant, one branch: their
+work is one database transaction (:func:`~pyramid_dbrouter.writes.participants`).
 Engines that only read are rolled back, never prepared.  The decision row is
 the commit point: before it, any failure rolls every branch back; after it,
 nothing is ever rolled back -- a failed ``COMMIT PREPARED`` is retried, then

@@ -184,3 +184,29 @@ def test_a_bad_attach_setting_is_refused_at_start_up(
     with pytest.raises(ConfigurationError) as info:
         make_app({k: v for k, v in settings.items() if v is not None})
     assert message in str(info.value)
+
+
+def test_init_db_all_tenants_creates_the_tables_in_each_album(
+    tmp_path, album_root, capsys
+):
+    from pyramid_dbrouter.cli import main
+
+    for album in ("a", "b", "c"):
+        (album_root / album).mkdir()
+        sqlite3.connect(album_root / album / "album.sqlite").close()
+    ini = tmp_path / "app.ini"
+    ini.write_text(
+        "[app:main]\n"
+        "use = call:tenant_app:main\n"
+        f"sqlalchemy.url = sqlite:///{tmp_path}/shared.sqlite\n"
+        "dbrouter.tenant.mode = sqlite-folder\n"
+        f"dbrouter.tenant.root = {album_root}\n"
+        "dbrouter.tenant.attach = true\n"
+    )
+    assert main(["init-db", str(ini), "--all-tenants", "--jobs", "2"]) == 0
+    assert "all tenants: 3 of 3 done" in capsys.readouterr().out
+    for album in ("a", "b", "c"):
+        assert titles(album_root, album) == []  # the table is there, empty
+    with sqlite3.connect(album_root / HUB_FILENAME) as hub:
+        kinds = dict(hub.execute("SELECT name, type FROM sqlite_master"))
+    assert kinds == {"photos": "view"}  # the decoy only: no table in the hub
