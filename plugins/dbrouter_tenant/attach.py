@@ -21,7 +21,11 @@ real file.  So in this mode:
   ``SQLITE_LIMIT_ATTACHED``;
 * at the next checkout of the connection (a new session) every album is
   DETACHed, so that each session attaches the folders as they are then: an
-  album moved away is not written through a file opened before the move.
+  album moved away is not written through a file opened before the move;
+* a second session using albums in a thread whose connection a session in
+  progress holds would share its transaction (and commit its work): it is
+  refused, and the connection closed, so that neither commits half of it
+  (:func:`one_session_per_hub`).
 
 The core counts the connections of one session that share a DBAPI
 connection as one participant of the commit (``writes.participants``):
@@ -31,6 +35,7 @@ one COMMIT, no two-phase commit needed.
 import os
 import sqlite3
 import threading
+import weakref
 from urllib.parse import quote
 
 from sqlalchemy import create_engine, event
@@ -45,6 +50,10 @@ from pyramid_dbrouter import UnsafeCommitError
 HUB_FILENAME = ".dbrouter-hub.sqlite"
 #: the attached albums of a connection (its pool record's ``info``)
 ATTACHED = "dbrouter.tenant.attached"
+#: the session whose transaction holds a hub connection, and its album
+#: Connections on it (the pool record's info)
+OWNER = "dbrouter.tenant.session"
+HOLDERS = "dbrouter.tenant.holders"
 #: threads whose hub connection is kept (SingletonThreadPool closes the
 #: connections of the oldest threads beyond this number)
 HUB_THREADS = 256
@@ -171,6 +180,8 @@ def _quote(identifier):
 def _detach_all(dbapi_connection, record, proxy):
     # the first checkout of a thread's connection: a new session attaches
     # the albums it uses afresh (a folder moved meanwhile is not written)
+    record.info.pop(OWNER, None)
+    record.info.pop(HOLDERS, None)
     attached = record.info.pop(ATTACHED, None)
     try:
         for schema in attached or ():
@@ -178,6 +189,37 @@ def _detach_all(dbapi_connection, record, proxy):
     except sqlite3.Error as exc:
         # the pool throws this connection away and opens the hub again
         raise DisconnectionError(f"cannot detach an album: {exc}") from exc
+
+
+def one_session_per_hub(session, transaction, connection):
+    """``after_begin`` of every RoutingSession: refuse a second session on
+    the hub connection of a thread while another session's transaction
+    holds it (``with tenant_scope(...)`` inside a request that used albums).
+
+    The connection is closed first: SQLite rolls back the work of both, and
+    the first session's Connections are invalidated, so that it fails at its
+    next statement or commit (SQLAlchemy's "invalid transaction") instead of
+    committing what the second one wrote, or losing what it wrote itself.
+    """
+    if not isinstance(connection.engine, AttachedAlbumEngine):
+        return
+    info = connection.connection.info
+    owner = info.get(OWNER)
+    holder = owner() if owner is not None else None
+    if holder is None or holder is session:
+        info[OWNER] = weakref.ref(session)
+        info.setdefault(HOLDERS, []).append(weakref.ref(connection))
+        return
+    for held in [ref() for ref in info.get(HOLDERS, ())]:
+        if held is not None and not held.closed:
+            held.invalidate()
+    connection.invalidate()
+    raise UnsafeCommitError(
+        "dbrouter.tenant.attach: a second session used albums in this thread "
+        "while another session's transaction was in progress on them; both "
+        "share one SQLite connection, so neither can commit alone. Nothing was "
+        "committed: use the first session, or run the second in another thread"
+    )
 
 
 class AttachedAlbumEngine(OptionEngine):

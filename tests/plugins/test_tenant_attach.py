@@ -13,7 +13,7 @@ import pytest
 import webtest
 from pyramid.exceptions import ConfigurationError
 from sqlalchemy import event, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, PendingRollbackError
 from tenant_app import Photo, make_app
 
 from dbrouter_tenant import create_tenant, get_tenancy, list_tenants, tenant_scope
@@ -210,3 +210,27 @@ def test_init_db_all_tenants_creates_the_tables_in_each_album(
     with sqlite3.connect(album_root / HUB_FILENAME) as hub:
         kinds = dict(hub.execute("SELECT name, type FROM sqlite_master"))
     assert kinds == {"photos": "view"}  # the decoy only: no table in the hub
+
+
+def test_a_second_session_on_albums_in_the_same_thread_is_refused(
+    attach_app, album_root
+):
+    """Both would share the thread's hub connection, and the inner commit
+    would commit the outer session's writes: refused, nothing committed."""
+    _testapp, registry = attach_app
+    albums(registry, "a", "b")
+    # the outer session's connection is closed under it: it fails too
+    with pytest.raises(PendingRollbackError, match="invalid transaction"):
+        with session_scope(registry) as outer:
+            with outer.using_bind("tenant:a"):
+                outer.add(Photo(title="outer"))
+            outer.flush()
+            with pytest.raises(UnsafeCommitError, match="a second session used"):
+                with tenant_scope(registry, "b") as inner:
+                    inner.add(Photo(title="inner"))
+    assert titles(album_root, "a") == ["first of a"]
+    assert titles(album_root, "b") == ["first of b"]
+    # and the thread's next session starts afresh
+    with tenant_scope(registry, "b") as session:
+        session.add(Photo(title="later"))
+    assert titles(album_root, "b") == ["first of b", "later"]
