@@ -7,11 +7,14 @@ none                        every engine rolled back
 one                         ordinary one-phase commit of that engine
 two or more (SQLite)        UnsafeCommitError, everything rolled back
 ==========================  ==========================================
+
+Engines whose connections share one DBAPI connection count once.
 """
 
 import pytest
 import transaction
-from sqlalchemy import event, select, text
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.pool import SingletonThreadPool
 from zope.sqlalchemy import mark_changed
 
 from pyramid_dbrouter import (
@@ -55,6 +58,39 @@ def test_two_sqlite_writers_are_refused_and_neither_file_changes(engines, tm, db
         tm.commit()
     assert "'a', 'b'" in str(info.value)
     assert count(db_path("a")) == count(db_path("b")) == 0
+
+
+def test_engines_sharing_one_dbapi_connection_are_one_participant(
+    engines, tm, tmp_path, db_path
+):
+    """``execution_options()`` copies of an engine whose pool hands a thread
+    one connection (SingletonThreadPool) write through one DBAPI connection:
+    one transaction, committed by one COMMIT -- not two SQLite writers."""
+    hub = create_engine(f"sqlite:///{tmp_path}/a.db", poolclass=SingletonThreadPool)
+    shared = {
+        "default": engines["default"],
+        "left": hub.execution_options(tag="left"),
+        "right": hub.execution_options(tag="right"),
+    }
+    session = tm_session(shared, tm)
+    session.using_bind("left").add(Album(id=1, title="left"))
+    session.using_bind("right").add(Album(id=2, title="right"))
+    session.flush()
+    connections = [
+        session.connection(bind_arguments={"bind": shared[n]})
+        for n in ("left", "right")
+    ]
+    assert connections[0] is not connections[1]
+    assert (
+        connections[0].connection.dbapi_connection
+        is connections[1].connection.dbapi_connection
+    )
+    tm.commit()
+    assert rows(db_path("a"), "select id, title from albums order by id") == [
+        (1, "left"),
+        (2, "right"),
+    ]
+    hub.dispose()
 
 
 def test_one_writer_commits_and_readers_do_not_matter(engines, tm, db_path):

@@ -9,9 +9,12 @@ one configuration is a ``ConfigurationConflictError``.
 
 from pyramid.config import PHASE1_CONFIG
 from pyramid.exceptions import ConfigurationError
+from sqlalchemy import event
 
+from pyramid_dbrouter import RoutingSession
 from pyramid_dbrouter.settings import mask_url
 
+from .attach import one_session_per_hub
 from .keys import ENGINE_PREFIX
 from .resolvers import make_resolver
 from .router import TenantRouter
@@ -50,7 +53,7 @@ def set_tenant_mode(config, mode, **options):
     metadata = _metadata(config, settings.metadata)
     # nothing here connects or opens a file: the modes make engines on first use
     tenancy = Tenancy(
-        settings, make_mode(settings, config.registry), resolver, metadata
+        settings, make_mode(settings, config.registry, metadata), resolver, metadata
     )
     where = settings.root or mask_url(settings.url or "") or settings.engine
     intr = config.introspectable(
@@ -61,6 +64,10 @@ def set_tenant_mode(config, mode, **options):
 
     def register():
         config.registry[REGISTRY_KEY] = tenancy
+        if settings.attach and not event.contains(
+            RoutingSession, "after_begin", one_session_per_hub
+        ):
+            event.listen(RoutingSession, "after_begin", one_session_per_hub)
 
     config.add_db_engine_factory(ENGINE_PREFIX, TenantEngineFactory(tenancy))
     config.add_db_router(TenantRouter(tenancy), name="dbrouter_tenant.TenantRouter")

@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
+from .attach import AlbumHub
 from .keys import InvalidTenantKey, TenantExists, UnknownTenant, check_key, path_under
 
 
@@ -35,9 +36,12 @@ class SqliteFolders:
 
     name = "sqlite-folder"
 
-    def __init__(self, root, filename):
+    def __init__(self, root, filename, attach_tables=None):
         self.root = root  # a real path (settings resolved it)
         self.filename = filename
+        #: dbrouter.tenant.attach: the albums of a transaction attached to
+        #: one connection, committed together (see .attach); None when off
+        self.hub = None if attach_tables is None else AlbumHub(self, attach_tables)
 
     def path(self, key):
         """The real path of tenant *key*'s file, checked to be under the root."""
@@ -60,6 +64,8 @@ class SqliteFolders:
 
     def engine(self, key):
         """An Engine for tenant *key*, refusing files moved under it."""
+        if self.hub is not None:
+            return self.hub.engine(key)
         path = self.path(key)
         engine = create_engine(self.url(key))
 
@@ -118,6 +124,10 @@ class SqliteFolders:
             os.unlink(link)
         else:
             shutil.rmtree(path_under(self.root, key))
+
+    def dispose(self):
+        if self.hub is not None:
+            self.hub.dispose()
 
     def copy(self, source, target):
         """Copy tenant *source* to the new tenant *target*, consistently even

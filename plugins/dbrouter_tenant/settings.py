@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from pyramid.exceptions import ConfigurationError
+from pyramid.settings import asbool, falsey, truthy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -36,6 +37,7 @@ KNOWN = (
     "header",
     "domain",
     "metadata",
+    "attach",
 )
 
 
@@ -52,6 +54,7 @@ class TenantSettings:
     matchdict_key: str = "tenant"
     header: str = "X-Tenant"
     domain: str = None
+    attach: bool = False
 
 
 def _error(key, value, expected):
@@ -77,6 +80,21 @@ def _check_filename(value):
             "without folders",
         )
     return value
+
+
+def _check_attach(value):
+    if isinstance(value, bool):
+        return value
+    word = str(value).lower()
+    # asbool alone would read a typo as false
+    if word in truthy or word in falsey:
+        return asbool(word)
+    raise _error(
+        "attach",
+        value,
+        "is not a boolean; use true to write the albums of one transaction "
+        "through one SQLite connection, committed together, or false",
+    )
 
 
 def _check_url(value):
@@ -129,6 +147,8 @@ def parse_tenant_settings(settings):
         # compared with resolved paths later: resolve the root's own symlinks
         values["root"] = os.path.realpath(root)
         values["filename"] = _check_filename(given.get("filename", "album.sqlite"))
+        if "attach" in given:
+            values["attach"] = _check_attach(given["attach"])
     elif mode == "database":
         if not given.get("url"):
             raise _error(
@@ -153,7 +173,7 @@ def parse_tenant_settings(settings):
                 "with a letter or '_'",
             )
         values["name_prefix"] = prefix
-    for key in ("root", "filename", "url", "engine", "name_prefix"):
+    for key in ("root", "filename", "url", "engine", "name_prefix", "attach"):
         if key in given and key not in values:
             raise _error(key, given[key], f"does not apply to the {mode} mode")
     values.update(_parse_resolver(given))

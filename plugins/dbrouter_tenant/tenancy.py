@@ -24,9 +24,12 @@ def get_tenancy(registry):
     return tenancy
 
 
-def make_mode(settings, registry):
+def make_mode(settings, registry, metadata=None):
     if settings.mode == "sqlite-folder":
-        return SqliteFolders(settings.root, settings.filename)
+        if not settings.attach:
+            return SqliteFolders(settings.root, settings.filename)
+        tables = [t.name for t in metadata.sorted_tables] if metadata else []
+        return SqliteFolders(settings.root, settings.filename, attach_tables=tables)
     if settings.mode == "database":
         return Databases(settings.url, settings.name_prefix)
     return Schemas(registry, settings.engine, settings.name_prefix)

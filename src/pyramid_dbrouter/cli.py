@@ -272,14 +272,26 @@ def _existing(state):
     for name, engine in state.engines.static_items():
         tables = allowed_tables(state.chain, name, state.metadata)
         try:
-            inspector = sqlalchemy.inspect(engine) if tables else None
-            there[name] = {
-                t.name for t in tables if inspector.has_table(t.name, t.schema)
-            }
+            there[name] = _tables_there(engine, tables)
         except SQLAlchemyError as exc:
             message = f"engine {name} ({mask_url(engine.url)}): {_db_error(exc)}"
             raise CommandError(message, EXIT_FAILED) from exc
     return there
+
+
+def _tables_there(engine, tables):
+    """The names of *tables* that exist on *engine*, each looked up in the
+    schema the engine's ``schema_translate_map`` gives it (the inspector
+    does not apply the map: a tenant's schema, or an attached album)."""
+    if not tables:
+        return set()
+    with engine.connect() as conn:
+        inspector = sqlalchemy.inspect(conn)
+        return {
+            t.name
+            for t in tables
+            if inspector.has_table(t.name, conn.schema_for_object(t))
+        }
 
 
 def _created(tables, there):
@@ -338,8 +350,7 @@ def _init_one(state, name):
     try:
         engine = state.engines.get(name)
         tables = allowed_tables(state.chain, name, state.metadata)
-        inspector = sqlalchemy.inspect(engine)
-        there = {t.name for t in tables if inspector.has_table(t.name, t.schema)}
+        there = _tables_there(engine, tables)
         state.metadata.create_all(engine, tables=tables)
         return True, _created([t.name for t in tables], there)
     except Exception as exc:  # reported per engine; the others go on

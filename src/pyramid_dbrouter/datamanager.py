@@ -22,6 +22,10 @@ two or more without           :class:`UnsafeCommitError` before anything
 two-phase support             commits; everything rolled back
 ============================  ===============================================
 
+Engines whose connections share one DBAPI connection (``execution_options()``
+copies of an engine over a pool that shares a thread's connection, such as
+the tenant plugin's attached albums) are one participant, one branch: their
+work is one database transaction (:func:`~pyramid_dbrouter.writes.participants`).
 Engines that only read are rolled back, never prepared.  The decision row is
 the commit point: before it, any failure rolls every branch back; after it,
 nothing is ever rolled back -- a failed ``COMMIT PREPARED`` is retried, then
@@ -44,7 +48,7 @@ from .decision_point import DecisionPoint
 from .decisions import COMMIT
 from .exceptions import UnsafeCommitError
 from .twophase import XID, TransactionVotedNo, current_gtrid, outside_the_pool
-from .writes import connections, wrote
+from .writes import participants
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +86,12 @@ class Branch:
 
     __slots__ = ("name", "engine", "connection", "driver", "wrote", "xid")
 
-    def __init__(self, name, connection):
+    def __init__(self, name, connection, wrote):
         self.name = name
         self.connection = connection
         self.engine = connection.engine
         self.driver = driver_for(connection.engine)
-        self.wrote = wrote(connection)
+        self.wrote = wrote
         self.xid = connection.info.get(XID)
 
     @property
@@ -118,8 +122,9 @@ class RoutingDataManager(SessionDataManager):
         DecisionPoint.join(transaction_manager, self)
 
     def _branches(self):
-        """The transaction's connections as branches, in the order of names."""
-        return [Branch(name, conn) for name, conn in connections(self.session, self.tx)]
+        """The transaction's participants as branches, in the order of names
+        (connections sharing one DBAPI connection are one branch)."""
+        return [Branch(*each) for each in participants(self.session, self.tx)]
 
     def _reached(self, point, engine=None):
         checkpoints.reached(point, engine, self.gtrid)

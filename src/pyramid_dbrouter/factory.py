@@ -40,12 +40,12 @@ from .routers import RouterChain, check_router
 from .session import RoutingSession
 from .settings import DEFAULT
 from .twophase import TwoPhasePolicy, start_branch
-from .writes import connections, track_writes, wrote
+from .writes import participants, track_writes
 
 
 def writers(session):
     """The names of the engines that wrote in *session*'s transaction."""
-    return [name for name, conn in connections(session) if wrote(conn)]
+    return [name for name, _conn, did in participants(session) if did]
 
 
 def _before_commit(session):

@@ -73,6 +73,31 @@ def has_changes(session):
     return not is_clean(session)
 
 
+def participants(session, session_transaction=None):
+    """``[(name, Connection, wrote)]``: the participants of the commit.
+
+    Connections of the transaction that share one DBAPI connection are one
+    participant: their work is one database transaction, ended by one COMMIT
+    (a pool may hand a thread's connection to every checkout in that thread,
+    as SQLAlchemy's ``SingletonThreadPool`` does, and the ``execution_options()``
+    copies of an engine share its pool -- the tenant plugin's attached albums).
+    Such a participant is named by its engines' names joined with ``+``, and
+    wrote if any of them did.
+    """
+    found = connections(session, session_transaction)
+    if len(found) < 2:
+        return [(name, conn, wrote(conn)) for name, conn in found]
+    merged = {}
+    for name, conn in found:
+        key = id(conn.connection.dbapi_connection)
+        if key in merged:
+            names, first, did = merged[key]
+            merged[key] = (f"{names}+{name}", first, did or wrote(conn))
+        else:
+            merged[key] = (name, conn, wrote(conn))
+    return list(merged.values())
+
+
 def wrote(connection):
     """Whether *connection* (a session's Connection, one per transaction and
     engine) ran an INSERT, UPDATE, DELETE or DDL."""

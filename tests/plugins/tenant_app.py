@@ -62,6 +62,18 @@ def write_two_albums(request):
     return {"written": [request.tenant, request.params["to"]]}
 
 
+def move_photo(request):
+    # the README's example of dbrouter.tenant.attach: a photo moved from this
+    # album to another, both files committed together
+    from dbrouter_tenant import engine_name
+
+    photo = request.dbsession.get(Photo, int(request.params["id"]))  # this album
+    with request.dbsession.using_bind(engine_name(request.params["to"])):
+        request.dbsession.add(Photo(title=photo.title))  # the other one
+    request.dbsession.delete(photo)
+    return {"moved": photo.title}
+
+
 PATHS = {
     "photos": "/albums/{tenant}/photos",
     "whoami": "/whoami",
@@ -78,12 +90,14 @@ def make_app(settings, **extra):
         config.add_route("whoami", PATHS["whoami"])
         config.add_route("whoami_in_album", "/albums/{tenant}/whoami")
         config.add_route("both", PATHS["both"])
+        config.add_route("move", "/albums/{tenant}/move")
         view = functools.partial(config.add_view, renderer="json")
         view(list_photos, route_name="photos", request_method="GET")
         view(add_photo, route_name="photos", request_method="POST")
         view(whoami, route_name="whoami")
         view(whoami, route_name="whoami_in_album")
         view(write_two_albums, route_name="both", request_method="POST")
+        view(move_photo, route_name="move", request_method="POST")
     return config.make_wsgi_app()
 
 
