@@ -194,6 +194,30 @@ def test_a_list_for_an_insert_fails_before_any_sql(sqlite_files):
     assert dict(sent) == {}
 
 
+def test_an_orm_bulk_update_by_primary_key_is_refused_before_any_sql(sqlite_files):
+    urls, engines = sqlite_files
+    session = get_session_factory(engines, [BulkTo("a", "b")])()
+    with counting(engines) as sent:
+        with pytest.raises(RouterAnswerError) as info:
+            session.execute(update(Album), [{"id": 1, "title": "n"}])
+    session.close()
+    assert str(info.value).startswith(
+        "router BulkTo sends an ORM bulk UPDATE of Album by primary key (1 "
+        "parameter sets) to engines ['a', 'b']: each row is on one engine"
+    )
+    assert dict(sent) == {}
+
+
+def test_an_orm_bulk_update_by_primary_key_on_a_given_bind_goes_there(sqlite_files):
+    urls, engines = sqlite_files
+    session = get_session_factory(engines)()
+    rows = [{"id": 1, "title": "n"}]
+    session.execute(update(Album), rows, bind_arguments={"bind": engines["a"]})
+    session.commit()
+    assert titles(urls["a"]) == [(1, "n"), (2, "z")]
+    assert titles(urls["default"]) == [(1, "x"), (2, "z")]
+
+
 def test_get_bind_of_a_bulk_write_on_several_engines_is_refused(sqlite_files):
     urls, engines = sqlite_files
     session = get_session_factory(engines, [BulkTo("a", "b")])()
@@ -355,3 +379,31 @@ class TestOnServers:
                     session.execute(BULK["core update"]())
         assert "pg2" not in sent and "lite2" not in sent
         assert titles(urls["lite"]) == [(1, "x"), (2, "z")]  # rolled back
+
+    def test_the_trace_names_the_router_for_each_engine(self, servers):
+        from pyramid.config import Configurator
+        from pyramid.scripting import prepare
+
+        from pyramid_dbrouter.trace import request_trace
+
+        urls, _engines = servers
+        config = Configurator(
+            settings={"sqlalchemy.url": urls["lite"], "sqlalchemy.pg2.url": urls["pg2"]}
+        )
+        config.include("pyramid_dbrouter")
+        config.include("pyramid_dbrouter.trace")
+        config.add_db_router(BulkTo("default", "pg2"), name="bulk")
+        config.commit()
+        env = prepare(registry=config.registry)
+        try:
+            request = env["request"]
+            with request.tm:
+                request.dbsession.execute(BULK["orm update"]())
+            trace = request_trace(request)
+            updates = [
+                (s.engine, s.rule) for s in trace.statements if "UPDATE" in s.sql
+            ]
+        finally:
+            env["closer"]()
+        assert updates == [("default", "router BulkTo"), ("pg2", "router BulkTo")]
+        assert titles(urls["lite"]) == titles(urls["pg2"]) == [(1, "y"), (2, "z")]

@@ -134,8 +134,9 @@ class ShardRouter:
             return name  # the pinned shards: a bulk write runs on each
         if not bulk:
             raise ShardKeyError(
-                f"a write of {model.__name__} that pins no shard (its shard key "
-                f"{_key_name(placement)}); run it on one shard with "
+                f"a write of {model.__name__} with no object and no shard key "
+                f"{_key_name(placement)} pinned (an INSERT without it, get_bind) "
+                "belongs to no shard; run it on one with "
                 "session.using_bind(shards.shard_for(key))"
             )
         if self.on_missing_key == "error":

@@ -21,7 +21,7 @@ thread-safe, and a write holds its row locks until the commit anyway.
 """
 
 from .branches import driver_for
-from .exceptions import UnsafeCommitError
+from .exceptions import RouterAnswerError, UnsafeCommitError
 from .internals import propagate_attrs, statement_options, with_load_token
 from .writes import connections, wrote
 
@@ -105,6 +105,19 @@ def execute_bulk(
 ):
     """Run the UPDATE or DELETE *statement* on each engine of *names*, in the
     session's transaction; return one Result (``rowcount`` summed)."""
+    attrs = propagate_attrs(statement)
+    if attrs.get("compile_state_plugin") == "orm" and isinstance(params, list):
+        mapper = getattr(attrs.get("plugin_subject"), "mapper", None)
+        model = f" of {mapper.class_.__name__}" if mapper is not None else ""
+        # SQLAlchemy's "bulk" strategy: rows named by primary key, each on one
+        # engine; every engine would miss the others' (StaleDataError)
+        raise RouterAnswerError(
+            f"{routed.reason} sends an ORM bulk {_verb(statement)}{model} by "
+            f"primary key ({len(params)} parameter sets) to engines {names!r}: "
+            "each row is on one engine, so each engine would miss the others' "
+            "rows; run each engine's parameter sets with session.using_bind(name) "
+            "(nothing was sent to any database)"
+        )
     check_atomic(session, names, routed)
     scalar = kw.pop("_scalar_result", False)
     results = []
@@ -128,3 +141,7 @@ def execute_bulk(
         )
     merged = results[0].merge(*results[1:])
     return merged.scalar() if scalar else merged
+
+
+def _verb(statement):
+    return "UPDATE" if statement.is_update else "DELETE"

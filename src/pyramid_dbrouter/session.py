@@ -246,14 +246,20 @@ class RoutingSession(Session):
         **kw,
     ):
         if bind_arguments and bind_arguments.get("bind") is not None:
-            result = session_execute(
-                self,
-                statement,
-                params,
-                execution_options=execution_options,
-                bind_arguments=bind_arguments,
-                **kw,
-            )
+            # ORM bulk UPDATE by primary key asks get_bind(mapper) for its
+            # connection: the engine given, not the routers' answer
+            previous, self._dbr_exec_bind = self._dbr_exec_bind, bind_arguments["bind"]
+            try:
+                result = session_execute(
+                    self,
+                    statement,
+                    params,
+                    execution_options=execution_options,
+                    bind_arguments=bind_arguments,
+                    **kw,
+                )
+            finally:
+                self._dbr_exec_bind = previous
             if self._dbr_tm is not None and statement_writes(statement):
                 self._dbr_mark_changed()
             return result

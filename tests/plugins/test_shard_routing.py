@@ -123,7 +123,7 @@ class TestWrites:
             assert router.db_for_write(model, clause=statement) == SHARDS
         pinned = update(User).where(User.id.in_([1, 5, 2])).values(name="y")
         assert router.db_for_write(User, clause=pinned) == ["shard1", "shard2"]
-        with pytest.raises(ShardKeyError, match="pins no shard"):
+        with pytest.raises(ShardKeyError, match="belongs to no shard"):
             router.db_for_write(User, clause=insert(User).values(name="no id"))
 
     def test_request_shards(self, registry):
@@ -298,3 +298,27 @@ def test_a_fanout_answers_as_one_database_would(
         merged = session.execute(statement).all()
         expected = session.using_bind("union").execute(statement).all()
     assert merged == expected
+
+
+def test_explain_shows_where_a_bulk_write_goes(registry):
+    from pyramid_dbrouter.cli import explain, router_names
+    from pyramid_dbrouter.config import get_state
+
+    state = get_state(registry)
+    lines = explain(User, router_names(registry, state), state)
+    (bulk,) = [line for line in lines if line.lstrip().startswith("bulk writes")]
+    assert bulk.split() == [
+        "bulk",
+        "writes",
+        "each",
+        "of",
+        "shard0,",
+        "shard1,",
+        "shard2,",
+        "shard3",
+        "<-",
+        "router",
+        "dbrouter_shard",
+    ]
+    # a model every router abstains on has no such row: its writes say it all
+    assert not [line for line in explain(Setting, [], state) if "bulk" in line]
