@@ -2,6 +2,7 @@
 
 import pytest
 from pyramid.exceptions import ConfigurationError
+from sqlalchemy import delete, insert, select, text, update
 
 from pyramid_dbrouter import RouterAnswerError, RouterChain
 from pyramid_dbrouter.routers import check_router
@@ -135,13 +136,53 @@ def test_answers_that_are_not_names_are_refused(answer):
         chain.db_for_write(None)
 
 
-def test_db_for_write_may_not_fan_out():
-    class Both:
-        def db_for_write(self, model, **hints):
-            return ["a", "b"]
+class EveryEngine:
+    """Writes to two engines: right for a bulk UPDATE or DELETE only."""
 
-    with pytest.raises(RouterAnswerError, match=r"\(str\) or None"):
-        RouterChain([Both()]).db_for_write(None)
+    def db_for_write(self, model, **hints):
+        return ["a", "b", "a"]
+
+
+def test_db_for_write_may_answer_a_list_for_a_bulk_update_or_delete():
+    from sample import Album
+
+    chain = RouterChain([EveryEngine()])
+    for clause in (
+        update(Album).values(title="x"),
+        delete(Album),
+        update(Album.__table__).values(title="x"),
+        delete(Album.__table__).where(Album.__table__.c.id == 1),
+    ):
+        assert chain.db_for_write(Album, clause=clause) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "hints, what",
+    [
+        ({"instance": "album"}, "for a new Album;"),
+        ({"clause": "insert"}, "for an INSERT into Album;"),
+        ({"clause": "text"}, "for textual SQL;"),
+        ({"clause": "select"}, "for a Select of Album;"),
+        ({}, "for a write of Album with no statement"),
+    ],
+)
+def test_a_list_for_anything_but_a_bulk_update_or_delete_is_refused(hints, what):
+    from sample import Album
+
+    made = {
+        "album": lambda: Album(id=1, title="new"),
+        "insert": lambda: insert(Album).values(id=1, title="new"),
+        "text": lambda: text("UPDATE albums SET title = 'x'"),
+        "select": lambda: select(Album),
+    }
+    hints = {key: made[value]() for key, value in hints.items()}
+    with pytest.raises(RouterAnswerError) as info:
+        RouterChain([EveryEngine()]).db_for_write(Album, **hints)
+    message = str(info.value)
+    assert message.startswith("router EveryEngine.db_for_write returned ['a', 'b'] ")
+    assert what in message
+    assert "a row is written to one engine" in message
+    assert "only for a bulk UPDATE or DELETE" in message
 
 
 def test_allow_answers_must_be_booleans():

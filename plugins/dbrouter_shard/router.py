@@ -16,8 +16,11 @@ rest of the router chain.
 * any other read: every shard, through the core's fan-out (merged, ordered
   and limited as if one database answered), or a :class:`ShardKeyError`
   with ``on_missing_key = "error"``;
-* an UPDATE or DELETE that does not pin one shard: a :class:`ShardKeyError`
-  saying how to run it on each shard (``Shards.execute_each``).
+* a bulk UPDATE or DELETE: the shards its WHERE pins, else every shard (a
+  list: the core runs it on each, in the session's transaction, committed
+  together), or a :class:`ShardKeyError` with ``on_missing_key = "error"``;
+* any other write that names no object (a Core INSERT without the key,
+  ``get_bind(User)``): a :class:`ShardKeyError`.
 """
 
 from sqlalchemy import inspect
@@ -124,15 +127,28 @@ class ShardRouter:
                     "to any database)"
                 )
             return self.shards.shard_for(key)
-        name = self._for_clause(placement, hints.get("clause"))
-        if isinstance(name, str):
-            return name
-        raise ShardKeyError(
-            f"a write of {model.__name__} does not pin its shard key "
-            f"{_key_name(placement)} to one shard; run it on each shard with "
-            "shards.execute_each(session, statement), or on one with "
-            "session.using_bind(shards.shard_for(key))"
-        )
+        clause = hints.get("clause")
+        name = self._for_clause(placement, clause)
+        bulk = clause is not None and (clause.is_update or clause.is_delete)
+        if isinstance(name, str) or (bulk and name is not None):
+            return name  # the pinned shards: a bulk write runs on each
+        if not bulk:
+            raise ShardKeyError(
+                f"a write of {model.__name__} with no object and no shard key "
+                f"{_key_name(placement)} pinned (an INSERT without it, get_bind) "
+                "belongs to no shard; run it on one with "
+                "session.using_bind(shards.shard_for(key))"
+            )
+        if self.on_missing_key == "error":
+            raise ShardKeyError(
+                f"a bulk {'UPDATE' if clause.is_update else 'DELETE'} of "
+                f"{model.__name__} does not pin its shard key {_key_name(placement)} "
+                f"and would run on every shard ({', '.join(self.shards.names)}); "
+                "dbrouter.shard.on_missing_key = error refuses it. Filter on the "
+                "key (== or IN), or run it on one shard with "
+                "session.using_bind(shards.shard_for(key))"
+            )
+        return list(self.shards.names)
 
     def allow_migrate(self, db, model, **hints):
         if self._placement(model if isinstance(model, type) else None) is None:

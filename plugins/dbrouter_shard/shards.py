@@ -89,15 +89,6 @@ class Shards:
             return self.names[bucket_of_id(id_, self.buckets)]
         return self._bucket_shard[bucket_of_id(id_, self.buckets)]
 
-    def execute_each(self, session, statement, params=None):
-        """Run a bulk UPDATE or DELETE on every shard, in the session's
-        transaction (committed together by the core's two-phase commit).
-        Returns the number of rows matched on all shards."""
-        total = 0
-        for name in self.names:
-            total += session.using_bind(name).execute(statement, params).rowcount
-        return total
-
 
 def _assign(shards, buckets):
     """``[engine name of bucket 0, of bucket 1, ...]``."""

@@ -203,13 +203,18 @@ def _asking(ask):
         return None, f"a router raised {type(exc).__name__}: {mask_text(exc)}"
 
 
-def _where(answer, state):
+def _where(answer, state, write=False):
     if answer is None:
         return "?"
     names = answer if isinstance(answer, list) else [answer]
     known = {*state.engines.names(), *state.engines.factories}
     unknown = [n for n in names if n not in known and n.split(":")[0] not in known]
-    shown = f"fan-out to {', '.join(names)}" if isinstance(answer, list) else answer
+    shown = answer
+    if isinstance(answer, list):
+        # a write list: the statement runs on each, in one transaction
+        shown = (
+            f"each of {', '.join(names)}" if write else f"fan-out to {', '.join(names)}"
+        )
     return shown + (f" (!! not configured: {', '.join(unknown)})" if unknown else "")
 
 
@@ -221,14 +226,20 @@ def explain(model, routers, state):
     names = {id(router): name for router, name in routers}
     chain = state.chain
     rows = []
-    for verb, write in (("reads", False), ("writes", True)):
+    # "bulk writes": an UPDATE without a WHERE, which a router may send to
+    # several engines; shown only where it differs from the other writes
+    asked = (("reads", False, None), ("writes", True, None))
+    asked += (("bulk writes", True, sqlalchemy.update(model)),)
+    for verb, write, clause in asked:
 
-        def ask(write=write):
-            routed = route(chain, model, write)
+        def ask(write=write, clause=clause):
+            routed = route(chain, model, write, clause=clause)
             return routed.name, _rule(routed, names)
 
         answer, rule = _asking(ask)
-        rows.append((verb, _where(answer, state), f"<- {rule}"))
+        row = (verb, _where(answer, state, write), f"<- {rule}")
+        if clause is None or row[1:] != rows[-1][1:]:
+            rows.append(row)
     lines = [f"{_dotted(model)} (table {table.name}):", *_columns(rows), PRECEDENCE]
     lines.append("  its table, on each engine (allow_migrate, as init-db decides):")
     rows = []

@@ -157,20 +157,14 @@ class RoutingDataManager(SessionDataManager):
 
     def _prepare(self, writers, readers):
         policy = self.policy
-        names = ", ".join(repr(b.name) for b in writers)
-        if policy is None or policy.mode == "off":
+        if policy is None:
+            names = ", ".join(repr(b.name) for b in writers)
             raise UnsafeCommitError(
                 f"engines {names} wrote in one transaction and dbrouter.twophase "
                 "= off; nothing was committed"
             )
+        policy.refuse_unsafe([(b.name, b.driver) for b in writers])
         last = [b for b in writers if not b.driver.supports_twophase]
-        if len(last) > 1:
-            raise UnsafeCommitError(
-                f"engines {names} all wrote in one transaction, and "
-                f"{', '.join(repr(b.name) for b in last)} cannot take part in a "
-                "two-phase commit (at most one such engine may write, committed "
-                "last); nothing was committed"
-            )
         resources = [b for b in writers if b.driver.supports_twophase]
         for branch in resources:
             policy.check(branch.name, branch.engine)

@@ -96,7 +96,8 @@ PRIVATE_NAMES = [
     (
         "QueryContext.default_load_options",
         "_identity_token",
-        "a loader statement keeps its parent query's engine",
+        "a loader statement keeps its parent query's engine; the objects of "
+        "an ORM UPDATE/DELETE/INSERT ... RETURNING get their engine's identity",
     ),
     (
         "Select",
@@ -233,6 +234,20 @@ def propagate_attrs(statement):
 
 def statement_options(statement):
     return statement._execution_options
+
+
+def with_load_token(execution_options, token):
+    """*execution_options* whose ORM load options carry *token*: the ORM's
+    DML statements read ``identity_token`` for their synchronisation only,
+    and build the objects of ``RETURNING`` with these load options."""
+    from sqlalchemy.orm.context import QueryContext
+
+    load = execution_options.get(
+        "_sa_orm_load_options", QueryContext.default_load_options
+    )
+    options = dict(execution_options)
+    options["_sa_orm_load_options"] = load + {"_identity_token": token}
+    return options
 
 
 def load_origin(load_options):

@@ -3,7 +3,8 @@
 A router is any object with one or more of::
 
     db_for_read(model, **hints)        -> name, list of names, or None
-    db_for_write(model, **hints)       -> name, or None
+    db_for_write(model, **hints)       -> name, list of names (a bulk UPDATE
+                                          or DELETE only), or None
     allow_relation(obj1, obj2, **hints) -> True, False, or None
     allow_migrate(db, model, **hints)   -> True, False, or None
 
@@ -12,10 +13,17 @@ as in Django's ``ConnectionRouter``.  Unlike Django, a router that defines
 none of the four methods, or a method whose name looks like one of them but
 is misspelt (``db_for_reed``), is refused at start-up instead of being
 silently skipped.
+
+A list from ``db_for_write`` runs a bulk UPDATE or DELETE on each of those
+engines in the session's transaction (:mod:`pyramid_dbrouter.bulk`); for a
+new object or an INSERT it is a :class:`RouterAnswerError` before any SQL,
+since a row is written to one engine.
 """
 
 import difflib
 from typing import Protocol
+
+from sqlalchemy.sql.elements import TextClause
 
 from .exceptions import ConfigurationError, RouterAnswerError
 
@@ -37,7 +45,10 @@ class Router(Protocol):
         None.  *model* is the mapped class, None for textual SQL."""
 
     def db_for_write(self, model, **hints):
-        """An engine name, or None."""
+        """An engine name, or None; a list of names only for a bulk UPDATE or
+        DELETE statement (the ``clause`` hint), which then runs on each of
+        them in the session's transaction.  For a new object (the
+        ``instance`` hint) or an INSERT, a list is a RouterAnswerError."""
 
     def allow_relation(self, obj1, obj2, **hints):
         """True, False, or None: whether two objects of different engines may
@@ -133,7 +144,10 @@ class RouterChain:
         for router, method in self._write:
             answer = method(model, **hints)
             if answer is not None:
-                return _check_name(answer, router, "db_for_write", many=False), router
+                name = _check_name(answer, router, "db_for_write", many=True)
+                if type(name) is list:
+                    _check_bulk(name, router, model, hints)
+                return name, router
         return None, None
 
     def first_migrate(self, db, model, **hints):
@@ -148,6 +162,8 @@ class RouterChain:
         return self.first_read(model, **hints)[0]
 
     def db_for_write(self, model, **hints):
+        """An engine name, a list of names (a bulk UPDATE or DELETE on each),
+        or None (no opinion)."""
         return self.first_write(model, **hints)[0]
 
     def allow_relation(self, obj1, obj2, **hints):
@@ -174,6 +190,42 @@ def _check_name(answer, router, method, many):
     raise RouterAnswerError(
         f"router {describe(router)}.{method} returned {answer!r}; expected {expected}"
     )
+
+
+def _check_bulk(names, router, model, hints):
+    """A list of engines is for a bulk UPDATE or DELETE: refuse it for
+    anything that writes rows, which live in one place."""
+    clause = hints.get("clause")
+    instance = hints.get("instance")
+    if (
+        instance is None
+        and clause is not None
+        and (clause.is_update or clause.is_delete)
+    ):
+        return
+    if instance is not None:
+        what = f"a new {type(instance).__name__}"
+    elif clause is None:
+        what = f"a write of {_subject(model, None)} with no statement (get_bind)"
+    elif clause.is_insert:
+        what = f"an INSERT into {_subject(model, clause)}"
+    elif isinstance(clause, TextClause):
+        what = "textual SQL"
+    else:
+        what = f"a {type(clause).__name__} of {_subject(model, clause)}"
+    raise RouterAnswerError(
+        f"router {describe(router)}.db_for_write returned {names!r} for {what}; "
+        "a list of engines is only for a bulk UPDATE or DELETE statement, which "
+        "runs on each of them, while a row is written to one engine: answer one "
+        "name (nothing was sent to any database)"
+    )
+
+
+def _subject(model, clause):
+    if isinstance(model, type):
+        return model.__name__
+    name = getattr(getattr(clause, "table", None), "name", None)
+    return f"table {name}" if name else "no model"
 
 
 def _check_bool(answer, router, method):

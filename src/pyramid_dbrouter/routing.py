@@ -8,8 +8,9 @@ precedence is written once::
                 >  (new objects) the objects they are related to  >  default
 
 An answer is a :class:`Route`: the engine name (or a list of names, for a
-fan-out read) and the rule that decided it, which errors and explanations
-print (``unknown engine 'legacyy' (from __bind_key__ of Invoice)``).
+fan-out read or a bulk UPDATE/DELETE run on each) and the rule that decided
+it, which errors and explanations print (``unknown engine 'legacyy' (from
+__bind_key__ of Invoice)``).
 
 Objects that were loaded are not routed: they stay with the engine they came
 from (the session keeps that in their identity).

@@ -28,7 +28,8 @@ from sqlalchemy.orm.base import PassiveFlag
 from sqlalchemy.util import EMPTY_DICT
 
 from .binding import BoundSession
-from .exceptions import DBRouterError
+from .bulk import default_sync, dml_options, execute_bulk
+from .exceptions import DBRouterError, RouterAnswerError
 from .fanout import execute_fanout, identity_first
 from .internals import (
     deleted_states,
@@ -224,6 +225,12 @@ class RoutingSession(Session):
         routed = self._dbr_route(model, write, clause=clause)
         name = routed.name
         if isinstance(name, list):
+            if write:
+                raise RouterAnswerError(
+                    f"{routed.reason} sends this bulk write to engines {name!r}, and "
+                    "get_bind() (session.connection()) gives one engine: run the "
+                    "statement with session.execute(), which runs it on each"
+                )
             name = name[0]
         return self.engine(name, routed)
 
@@ -239,14 +246,20 @@ class RoutingSession(Session):
         **kw,
     ):
         if bind_arguments and bind_arguments.get("bind") is not None:
-            result = session_execute(
-                self,
-                statement,
-                params,
-                execution_options=execution_options,
-                bind_arguments=bind_arguments,
-                **kw,
-            )
+            # ORM bulk UPDATE by primary key asks get_bind(mapper) for its
+            # connection: the engine given, not the routers' answer
+            previous, self._dbr_exec_bind = self._dbr_exec_bind, bind_arguments["bind"]
+            try:
+                result = session_execute(
+                    self,
+                    statement,
+                    params,
+                    execution_options=execution_options,
+                    bind_arguments=bind_arguments,
+                    **kw,
+                )
+            finally:
+                self._dbr_exec_bind = previous
             if self._dbr_tm is not None and statement_writes(statement):
                 self._dbr_mark_changed()
             return result
@@ -266,20 +279,41 @@ class RoutingSession(Session):
             routed = self._dbr_route(model, not is_select, statement)
             name = routed.name
         if isinstance(name, list):
-            return execute_fanout(
-                self, name, statement, params, execution_options, bind_arguments, kw
+            if is_select:
+                return execute_fanout(
+                    self, name, statement, params, execution_options, bind_arguments, kw
+                )
+            # db_for_write answers a list only for an UPDATE or a DELETE
+            return execute_bulk(
+                self,
+                name,
+                routed,
+                statement,
+                params,
+                execution_options,
+                bind_arguments,
+                kw,
             )
         engine = self.engines._static.get(name) or self.engine(
             name, routed or Route(name, OPTION)
         )
+        # a replica's objects take its primary's identity (None: default's)
+        token = self.engines.identity_token(name) if name != DEFAULT else None
         if name != DEFAULT:
             bind_arguments = dict(bind_arguments or ())
             bind_arguments["bind"] = engine
-            # a replica's objects take its primary's identity (None: default's)
-            token = self.engines.identity_token(name)
             if token is not None:
                 execution_options = dict(execution_options)
                 execution_options["identity_token"] = token
+                if writes and statement.is_dml:
+                    execution_options = dml_options(statement, execution_options, token)
+        if (
+            token is None
+            and writes
+            and self._dbr_multi
+            and (statement.is_update or statement.is_delete)
+        ):
+            execution_options = default_sync(self, statement, execution_options)
         previous, self._dbr_exec_bind = self._dbr_exec_bind, engine
         try:
             result = session_execute(

@@ -260,6 +260,9 @@ def _do_orm_execute(state):
             and state.bind_mapper.class_ is model
         ):
             current = routed.reason
+            if isinstance(routed.name, list) and not state.is_select:
+                # a bulk write on several engines comes here once per engine
+                trace._pending = pending
     trace._current = current
 
 

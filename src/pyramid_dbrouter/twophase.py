@@ -64,7 +64,7 @@ class TwoPhasePolicy:
     def new_gtrid(self):
         return secrets.token_hex(8)
 
-    def check(self, name, engine):
+    def check(self, name, engine, outcome="nothing was committed"):
         """Refuse, before anything is prepared, an engine that cannot keep a
         prepared branch (checked once per engine)."""
         if name not in self._checked:
@@ -83,7 +83,37 @@ class TwoPhasePolicy:
         if problem is not None:
             raise UnsafeCommitError(
                 f"engine {name!r} cannot take part in a two-phase commit: {problem}; "
-                "nothing was committed"
+                f"{outcome}"
+            )
+
+    def refuse_unsafe(self, writers, planned=False):
+        """Raise :class:`UnsafeCommitError` if the engines *writers*,
+        ``[(name, branch driver)]``, cannot be committed together: with
+        ``dbrouter.twophase = off``, or when more than one of them cannot
+        prepare.  The commit asks when two or more engines wrote; a bulk
+        write on several engines asks before it runs (*planned*)."""
+        names = ", ".join(repr(name) for name, _driver in writers)
+        wrote, all_wrote = (
+            ("would write", "would all write")
+            if planned
+            else (
+                "wrote",
+                "all wrote",
+            )
+        )
+        outcome = "nothing was run" if planned else "nothing was committed"
+        if self.mode == "off":
+            raise UnsafeCommitError(
+                f"engines {names} {wrote} in one transaction and dbrouter.twophase "
+                f"= off; {outcome}"
+            )
+        last = [name for name, driver in writers if not driver.supports_twophase]
+        if len(last) > 1:
+            raise UnsafeCommitError(
+                f"engines {names} {all_wrote} in one transaction, and "
+                f"{', '.join(repr(n) for n in last)} cannot take part in a "
+                "two-phase commit (at most one such engine may write, committed "
+                f"last); {outcome}"
             )
 
 

@@ -18,10 +18,16 @@ from shard_models import (
     selects,
     sqlite_settings,
 )
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import delete, insert, inspect, select, text, update
 
-from dbrouter_shard import ShardKeyError, get_shards
-from pyramid_dbrouter import UnsafeCommitError, bind_of, get_engines, session_scope
+from dbrouter_shard import ShardKeyError, ShardRouter, get_shards
+from pyramid_dbrouter import (
+    UnsafeCommitError,
+    bind_of,
+    find_router,
+    get_engines,
+    session_scope,
+)
 
 SHARDS = ["shard0", "shard1", "shard2", "shard3"]
 
@@ -85,30 +91,40 @@ class TestWrites:
                 ("x",)
             ]
 
-    def test_a_bulk_update_without_the_key_says_how_to_run_it(self, registry):
+    @pytest.mark.parametrize(
+        "where",
+        [User.name == "user 1", User.id.in_([1, 2])],
+        ids=["unpinned", "pinned to two shards"],
+    )
+    def test_a_bulk_update_on_several_sqlite_shards_is_refused_before_any_sql(
+        self, registry, where
+    ):
         add_users(registry, range(4))
-        statement = update(User).values(name="renamed")
+        with counting(registry) as sent:
+            with pytest.raises(UnsafeCommitError, match="nothing was run"):
+                with session_scope(registry) as session:
+                    session.execute(update(User).where(where).values(name="x"))
+        # SQLite files cannot commit together: not one statement was sent
+        assert dict(sent) == {}
+        for name, ids in zip(SHARDS, ([0], [1], [2], [3]), strict=True):
+            assert rows_on(registry, name) == ids
         with session_scope(registry) as session:
-            with pytest.raises(ShardKeyError, match="execute_each"):
-                session.execute(statement)
-        with session_scope(registry) as session:
-            shards = get_shards(session)
-            # on every shard, one at a time (SQLite cannot commit four at once)
-            for name in shards.names:
-                with session_scope(registry) as each:
-                    each.using_bind(name).execute(statement)
-        with session_scope(registry) as session:
-            rows = session.execute(select(User.id, User.name).order_by(User.id)).all()
-        assert rows == [(0, "renamed"), (1, "renamed"), (2, "renamed"), (3, "renamed")]
+            names = session.scalars(select(User.name)).all()
+        assert sorted(names) == ["user 0", "user 1", "user 2", "user 3"]
 
-    def test_execute_each_on_sqlite_shards_is_refused_at_commit(self, registry):
-        add_users(registry, range(4))
-        with pytest.raises(UnsafeCommitError):
-            with session_scope(registry) as session:
-                get_shards(session).execute_each(session, update(User).values(name="x"))
-        with session_scope(registry) as session:
-            names = session.scalars(select(User.name).where(User.id.in_([0, 1]))).all()
-        assert sorted(names) == ["user 0", "user 1"]  # nothing committed
+    def test_the_router_answers_every_shard_for_an_unpinned_bulk_write(self, registry):
+        router = find_router(registry, ShardRouter)
+        for statement in (
+            update(User).where(User.name == "x").values(name="y"),
+            delete(User).where(User.name == "x"),
+            delete(Comment),  # no key of its own: on every shard
+        ):
+            model = statement.table.entity_namespace
+            assert router.db_for_write(model, clause=statement) == SHARDS
+        pinned = update(User).where(User.id.in_([1, 5, 2])).values(name="y")
+        assert router.db_for_write(User, clause=pinned) == ["shard1", "shard2"]
+        with pytest.raises(ShardKeyError, match="belongs to no shard"):
+            router.db_for_write(User, clause=insert(User).values(name="no id"))
 
     def test_request_shards(self, registry):
         from pyramid.scripting import prepare
@@ -217,6 +233,29 @@ def test_on_missing_key_error_refuses_a_scatter(tmp_path):
     assert list(selects(sent)) == ["shard1"]
 
 
+def test_on_missing_key_error_refuses_an_unpinned_bulk_write(tmp_path):
+    registry = make_app(
+        sqlite_settings(tmp_path, 4, **{"dbrouter.shard.on_missing_key": "error"})
+    )
+    add_users(registry, [1, 2])
+    with counting(registry) as sent:
+        with session_scope(registry) as session:
+            with pytest.raises(ShardKeyError) as info:
+                session.execute(update(User).where(User.name == "x").values(name="y"))
+            with pytest.raises(ShardKeyError, match="bulk DELETE of User"):
+                session.execute(delete(User).where(User.name == "x"))
+            session.execute(update(User).where(User.id == 1).values(name="one"))
+    assert str(info.value).startswith(
+        "a bulk UPDATE of User does not pin its shard key 'id' and would run on "
+        "every shard (shard0, shard1, shard2, shard3); dbrouter.shard.on_missing_key "
+        "= error refuses it."
+    )
+    assert {n: [s.split()[0] for s in sql] for n, sql in sent.items()} == {
+        "shard1": ["UPDATE"]
+    }
+    assert rows_on(registry, "shard1") == [1]
+
+
 @pytest.fixture(scope="module")
 def union_app(tmp_path_factory):
     """Four shards, and one database holding every row: the reference."""
@@ -259,3 +298,27 @@ def test_a_fanout_answers_as_one_database_would(
         merged = session.execute(statement).all()
         expected = session.using_bind("union").execute(statement).all()
     assert merged == expected
+
+
+def test_explain_shows_where_a_bulk_write_goes(registry):
+    from pyramid_dbrouter.cli import explain, router_names
+    from pyramid_dbrouter.config import get_state
+
+    state = get_state(registry)
+    lines = explain(User, router_names(registry, state), state)
+    (bulk,) = [line for line in lines if line.lstrip().startswith("bulk writes")]
+    assert bulk.split() == [
+        "bulk",
+        "writes",
+        "each",
+        "of",
+        "shard0,",
+        "shard1,",
+        "shard2,",
+        "shard3",
+        "<-",
+        "router",
+        "dbrouter_shard",
+    ]
+    # a model every router abstains on has no such row: its writes say it all
+    assert not [line for line in explain(Setting, [], state) if "bulk" in line]

@@ -3,10 +3,10 @@ together with the core's two-phase commit."""
 
 from pyramid.config import Configurator
 from shard_models import Base, User, counting
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, delete, text, update
 from webtest import TestApp
 
-from pyramid_dbrouter import get_engines, init_db
+from pyramid_dbrouter import get_engines, init_db, session_scope
 
 
 def add_two_users(request):
@@ -57,22 +57,56 @@ def test_two_shards_in_one_request_commit_in_two_phases(pg_primary, pg_db, pg_db
         engine.dispose()
 
 
-def test_a_bulk_update_on_every_shard_commits_together(pg_primary, pg_db, pg_db2):
-    from sqlalchemy import update
+def shard_names(url):
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        names = conn.execute(text("SELECT id, name FROM shard_users ORDER BY id"))
+        names = names.all()
+    engine.dispose()
+    return names
 
-    from dbrouter_shard import get_shards
-    from pyramid_dbrouter import session_scope
 
+def updates(sent):
+    """``{engine: number of UPDATEs}`` of the statements *sent*."""
+    counts = {
+        name: sum(s.startswith("UPDATE") for s in sql) for name, sql in sent.items()
+    }
+    return {name: n for name, n in counts.items() if n}
+
+
+def test_an_unpinned_bulk_update_runs_on_every_shard_and_commits_together(
+    pg_primary, pg_db, pg_db2
+):
     registry, app = make_app(pg_primary, pg_db, pg_db2)
     TestApp(app).post("/users", status=200)
-    with session_scope(registry) as session:
-        matched = get_shards(session).execute_each(
-            session, update(User).values(name="renamed")
-        )
-    assert matched == 2
-    for url in (pg_db, pg_db2):
-        engine = create_engine(url)
-        with engine.connect() as conn:
-            names = conn.execute(text("SELECT name FROM shard_users")).scalars().all()
-        engine.dispose()
-        assert names == ["renamed"]
+    with counting(registry) as sent:
+        with session_scope(registry) as session:
+            result = session.execute(
+                update(User).where(User.name != "x").values(name="renamed")
+            )
+            assert result.rowcount == 2  # one row on each shard
+    assert updates(sent) == {"shard0": 1, "shard1": 1}
+    assert shard_names(pg_db) == [(10, "renamed")]
+    assert shard_names(pg_db2) == [(11, "renamed")]
+    assert pg_primary.prepared_transactions() == []
+
+
+def test_a_pinned_bulk_write_touches_only_its_shard(pg_primary, pg_db, pg_db2):
+    registry, app = make_app(pg_primary, pg_db, pg_db2)
+    TestApp(app).post("/users", status=200)
+    with counting(registry) as sent:
+        with session_scope(registry) as session:
+            session.execute(update(User).where(User.id == 11).values(name="pinned"))
+    assert updates(sent) == {"shard1": 1}
+    with counting(registry) as sent:
+        with session_scope(registry) as session:
+            deleted = session.execute(
+                delete(User).where(User.name == "ten").returning(User.id)
+            ).all()
+    assert deleted == [(10,)]
+    assert {n: [s.split()[0] for s in sql] for n, sql in sent.items()} == {
+        "shard0": ["DELETE"],
+        "shard1": ["DELETE"],
+    }
+    assert shard_names(pg_db) == []
+    assert shard_names(pg_db2) == [(11, "pinned")]
