@@ -123,8 +123,10 @@ def counting(engines):
     listeners = []
     for name, engine in engines.items():
 
-        def count(*args, _name=name, **kw):
-            counts[_name] += 1
+        def count(conn, cursor, statement, *args, _name=name, **kw):
+            # the replica's lag check (PostgreSQL, once a second) is not a read
+            if "pg_last_wal_receive_lsn" not in statement:
+                counts[_name] += 1
 
         event.listen(engine, "before_cursor_execute", count)
         listeners.append((engine, count))
@@ -135,9 +137,13 @@ def counting(engines):
             event.remove(engine, "before_cursor_execute", count)
 
 
+class NotTheSameWork(Exception):
+    """A contender does not do what the others do: nothing is timed."""
+
+
 def _check(label, got, expected):
     if got != expected:
-        raise SystemExit(f"{label}: got {got!r}, expected {expected!r}")
+        raise NotTheSameWork(f"{label}: got {got!r}, expected {expected!r}")
 
 
 class UrlMaker:
