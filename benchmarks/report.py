@@ -11,6 +11,9 @@ routing overhead            plain ``Session``; ``ShardedSession``  <= 1.05x; < 1
 full request (WebTest)      cookiecutter-starter application      >= 0.9x rps
 fan-out read                the same SELECT on each engine in turn <= 1x (proposed)
 two-phase commit            stock zope.sqlalchemy ``twophase``    <= 1.3x; <= 0.67x
+replica router (plugin)     the core, replica pinned by hand      <= 1.05x (proposed)
+shard router (plugin)       the core, shard pinned by hand        <= 1.05x
+tenant hit; miss (plugin)   plain ``Session``                     <= 1.1x; <= 3x
 scale curves                plain ``Session`` / by hand           (curves)
 ==========================  ===================================  ==========
 
@@ -21,6 +24,7 @@ rows say why they are missing.  Run::
     .venv/bin/python benchmarks/report.py            # ~10-15 min on 2 cores
     .venv/bin/python benchmarks/report.py --quick    # smoke run, < 2 min
     .venv/bin/python benchmarks/report.py --from-json benchmarks/out/report.json
+    .venv/bin/python benchmarks/report.py --only plugins   # one part again, merged
 
 The full run writes ``benchmarks/REPORT.md`` and ``benchmarks/plots/*.png``
 (committed) and ``benchmarks/out/report.json`` plus the profiles
@@ -43,6 +47,7 @@ import fanout_latency
 import fanout_memory
 import fanout_read
 import full_request
+import plugins
 import profiling
 import routing_overhead
 import scale
@@ -59,6 +64,10 @@ GOAL_FANOUT = 1.0  # issue 13: never slower than the loop by hand
 GOAL_FANOUT_LATENCY = 1.15  # issue 13: <= 1.15x one database's latency
 GOAL_2PC_TWO_WRITERS = 1.3  # the issue's: at most 1.3x stock
 GOAL_2PC_ONE_WRITER = 1 / 1.5  # the issue's: at least 1.5x faster than stock
+GOAL_REPLICA = 1.05  # proposed for issue 9: the routing budget, over the core alone
+GOAL_SHARD = 1.05  # issue 10: <= 1.05x the core with the shard chosen by hand
+GOAL_TENANT_HIT = 1.10  # issue 11: a tenant hit <= 1.1x a plain session
+GOAL_TENANT_MISS = 3.00  # issue 11: a miss with the LRU full <= 3x
 
 ROUTING = "RoutingSession, 2 engines, 2 routers"
 SHARDED = "ShardedSession, 1 shard"
@@ -234,6 +243,50 @@ def key_rows(results):
                 "pyramid_dbrouter",
                 "zope.sqlalchemy twophase=True",
                 ratio(data, "ours", "stock"),
+                goal,
+                "max",
+            )
+    for key, backend in (
+        ("plugins_sqlite", "SQLite files"),
+        ("plugins_pg", "PostgreSQL"),
+    ):
+        result = results.get(key)
+        if not isinstance(result, dict) or "plugins" not in result:
+            continue
+        found = result["plugins"]
+        by_hand, routed = plugins.REPLICA_CONTENDERS
+        for op, data in found.get("replica", {}).items():
+            add(
+                f"replica router: {op}",
+                backend,
+                routed,
+                by_hand,
+                ratio(data, routed, by_hand),
+                GOAL_REPLICA,
+                "max",
+                proposed=True,
+            )
+        by_hand, routed = plugins.SHARD_CONTENDERS
+        for op, data in found.get("shard", {}).items():
+            add(
+                f"shard router: {op}",
+                backend,
+                routed,
+                by_hand,
+                ratio(data, routed, by_hand),
+                GOAL_SHARD,
+                "max",
+            )
+        for case, goal in (("hit", GOAL_TENANT_HIT), ("miss", GOAL_TENANT_MISS)):
+            data = found.get("tenant", {}).get(case)
+            if data is None:
+                continue
+            add(
+                f"tenant {case}, {data['tenants']} tenants round-robin",
+                backend + " (album folders)",
+                plugins.TENANT,
+                plugins.PLAIN,
+                ratio(data, plugins.TENANT, plugins.PLAIN),
                 goal,
                 "max",
             )
@@ -572,6 +625,34 @@ def profile_findings(profile):
 
 # -- REPORT.md -----------------------------------------------------------------
 
+PLUGINS_TEXT = (
+    "Each plugin is configured as an application would configure it "
+    "(`Configurator`, "
+    "`config.include`, its settings), its router's choice timed against the "
+    "same work routed by hand (`plugins.py`). **Replica** (issue 9): a read "
+    "with `dbrouter_replica`'s router choosing the replica (health checked at "
+    "most once a second; no request, so no pin cookie) against the same "
+    "session factory over the same engines with the read pinned by hand, "
+    "`using_bind('replica1')`: the core alone. On SQLite (and on PostgreSQL) "
+    "the replica is a second database holding a copy of the primary's rows, "
+    "declared `replica_of` the primary: a streaming replica is not needed to "
+    "measure what the router costs. `get` and `select` (9 rows) run in one "
+    "session, which chooses its replica once; `get, new session` chooses it "
+    "(and probes its connection) for every read. **Shard** (issue 10): "
+    f"`get(User, k)` and `select(User).where(User.user_id == k)` over "
+    f"{plugins.SHARDS} shards, routed by `dbrouter_shard` against "
+    "`using_bind(shards.shard_for(k))`. **Tenant** (issue 11, `sqlite-folder` "
+    f"mode, `dbrouter.max_dynamic_engines` = {plugins.MAX_DYNAMIC_ENGINES}): a "
+    "short session getting one row of the request's tenant (the router reads "
+    "`request.tenant`, resolved once per request by the plugin: key check, "
+    "folder exists) against a plain `Session` on one static SQLite file; "
+    f"*hit*: round-robin over {plugins.HIT_TENANTS} tenants, every engine in the "
+    f"LRU; *miss*: over {plugins.MISS_TENANTS}, so every request opens an engine "
+    "and the LRU disposes of another. Shown too: the tenant engine pinned by "
+    "hand (the core's dynamic engines without the router) and `tenant_scope` "
+    "(a job: its own transaction manager)."
+)
+
 
 def _other(result):
     value = result.get("other_cpus") if isinstance(result, dict) else None
@@ -600,6 +681,19 @@ def write_report(results, rows, plots, path, elapsed, quick):
         "server's work). **met**: the ratio against the goal; `≈` when the "
         "goal lies inside the paired IQR, i.e. within this run's noise.",
         "",
+    ]
+    for again in results.get("remeasured", []):
+        other = again["other_cpus"]
+        lines.append(
+            f"- Measured again by `report.py --only {' --only '.join(again['parts'])}`"
+            f" on {again['date']} ({again['minutes']} min, git {again['git']}, "
+            f"SQLAlchemy {again['sqlalchemy']}, other processes kept "
+            + ("unknown" if other is None else f"{other:.2f}")
+            + " CPUs busy): those parts' figures replace the full run's."
+        )
+    if results.get("remeasured"):
+        lines.append("")
+    lines += [
         "## Machine",
         "",
     ]
@@ -653,7 +747,11 @@ def write_report(results, rows, plots, path, elapsed, quick):
         "contender is `RoutingSession` over 2 "
         "engines with 2 routers that are consulted and abstain (objects of "
         "`default` keep the plain identity; other engines' objects carry an "
-        "identity token).",
+        "identity token). Plugins: the shard router ≤ 1.05x the core with the "
+        "shard chosen by hand (issue 10); a tenant hit ≤ 1.1x and a miss with "
+        "the LRU full ≤ 3x a plain `Session` (issue 11); *proposed* for the "
+        "replica router (issue 9 asks for the figure, not a goal): ≤ 1.05x "
+        "the core alone, the core's own routing budget.",
         "",
     ]
     sections = results["sections"]
@@ -756,6 +854,23 @@ def write_report(results, rows, plots, path, elapsed, quick):
                 f"[{r['p25']:.3f}–{r['p75']:.3f}] |"
             )
         lines.append("")
+    measured = [
+        (title, sections[key])
+        for key, title in (
+            ("plugins_sqlite", "SQLite files"),
+            ("plugins_pg", "PostgreSQL"),
+        )
+        if "plugins" in sections.get(key, {})
+    ]
+    if measured:
+        lines += ["## The plugins' routing cost", "", PLUGINS_TEXT, ""]
+        for title, result in measured:
+            lines += [
+                f"### {title}",
+                "",
+                plugins.format_table(result),
+                "",
+            ]
     curves = sections.get("scale", {})
     if curves:
         lines += ["## Scale", ""]
@@ -854,11 +969,70 @@ def _guarded(name, fn, sections):
         }
 
 
+def measurements(quick, clusters, json_dir):
+    """``{part: [(section key, needs PostgreSQL, fn), ...]}``, in run order:
+    ``--only PART`` measures those sections again."""
+    pg = clusters[0] if clusters else None
+    rows = 100_000 if quick else 1_000_000
+    return {
+        "routing": [
+            ("routing_sqlite", False, lambda: routing_overhead.run(quick)),
+            ("routing_pg", True, lambda: routing_overhead.run(quick, postgres=pg)),
+        ],
+        "request": [
+            ("request_sqlite", False, lambda: full_request.run(quick)),
+            ("request_pg", True, lambda: full_request.run(quick, postgres=pg)),
+        ],
+        "fanout": [
+            ("fanout_sqlite", False, lambda: fanout_read.run(quick, shards=4)),
+            (
+                "fanout_pg",
+                True,
+                lambda: fanout_read.run(quick, postgres=pg, shards=4),
+            ),
+        ],
+        "fanout_latency": [
+            (
+                "fanout_latency",
+                True,
+                lambda: fanout_latency.run(quick, postgres=pg),
+            )
+        ],
+        "fanout_memory": [
+            ("fanout_memory", True, lambda: fanout_memory.run(pg, rows=rows))
+        ],
+        "twophase": [
+            ("twophase", True, lambda: twophase.run(quick, clusters=clusters))
+        ],
+        "plugins": [
+            ("plugins_sqlite", False, lambda: plugins.run(quick)),
+            ("plugins_pg", True, lambda: plugins.run(quick, postgres=pg)),
+        ],
+        "scale": [("scale", False, lambda: scale.run(quick))],
+        "profile": [("profile", False, lambda: profiling.run(quick, out_dir=json_dir))],
+    }
+
+
+#: the parts, in the order a full run measures them
+PARTS = tuple(measurements(False, [], None))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run, < 2 min")
     parser.add_argument(
         "--no-postgresql", action="store_true", help="leave out PostgreSQL"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        metavar="PART",
+        help="measure only this part (repeat for more: "
+        + ", ".join(PARTS)
+        + ") and merge it into the last run's report.json, then write the "
+        "report again; the other parts keep their figures (and a PostgreSQL "
+        "section left out by --no-postgresql keeps its old one)",
     )
     parser.add_argument(
         "--output",
@@ -883,6 +1057,26 @@ def main(argv=None):
     json_dir = report_dir if quick else out_dir
     for d in (out_dir, report_dir, json_dir):
         d.mkdir(parents=True, exist_ok=True)
+    json_path = json_dir / "report.json"
+    chosen = list(dict.fromkeys(args.only or PARTS))
+    previous = None
+    if args.only:
+        if json_path.exists():
+            previous = json.loads(json_path.read_text())
+        elif args.output:
+            # a report of these parts alone, kept apart from the full run's
+            json_dir = report_dir
+            json_path = json_dir / "report.json"
+        elif not quick:
+            # a report of one part would replace the committed REPORT.md
+            parser.error(
+                f"--only {' '.join(chosen)}: there is no {json_path} to merge "
+                "into; run report.py once in full first, or write these parts "
+                "alone elsewhere with --output DIR (or --quick)"
+            )
+    needs_pg = any(
+        pg for part in chosen for _key, pg, _fn in measurements(quick, [], None)[part]
+    )
 
     began = time.perf_counter()
     other_load = _bench.OtherLoad()
@@ -891,6 +1085,8 @@ def main(argv=None):
     clusters = []
     if args.no_postgresql:
         pg_missing = "--no-postgresql"
+    elif not needs_pg:
+        pg_missing = "not asked for (--only)"
     else:
         pg_missing = None
         try:
@@ -904,27 +1100,15 @@ def main(argv=None):
             clusters = []
     if pg_missing:
         info["postgresql"] = pg_missing
-    pg = clusters[0] if clusters else None
-
-    def pg_part(name, fn):
-        if pg is None:
-            sections[name] = {"skipped": pg_missing}
-        else:
-            _guarded(name, fn, sections)
 
     try:
-        _guarded("routing_sqlite", lambda: routing_overhead.run(quick), sections)
-        pg_part("routing_pg", lambda: routing_overhead.run(quick, postgres=pg))
-        _guarded("request_sqlite", lambda: full_request.run(quick), sections)
-        pg_part("request_pg", lambda: full_request.run(quick, postgres=pg))
-        _guarded("fanout_sqlite", lambda: fanout_read.run(quick, shards=4), sections)
-        pg_part("fanout_pg", lambda: fanout_read.run(quick, postgres=pg, shards=4))
-        pg_part("fanout_latency", lambda: fanout_latency.run(quick, postgres=pg))
-        rows = 100_000 if quick else 1_000_000
-        pg_part("fanout_memory", lambda: fanout_memory.run(pg, rows=rows))
-        pg_part("twophase", lambda: twophase.run(quick, clusters=clusters))
-        _guarded("scale", lambda: scale.run(quick), sections)
-        _guarded("profile", lambda: profiling.run(quick, out_dir=json_dir), sections)
+        parts = measurements(quick, clusters, json_dir)
+        for part in chosen:
+            for key, pg, fn in parts[part]:
+                if pg and not clusters:
+                    sections[key] = {"skipped": pg_missing}
+                else:
+                    _guarded(key, fn, sections)
     finally:
         for cluster in clusters:
             _bench.stop_postgres(cluster)
@@ -933,23 +1117,54 @@ def main(argv=None):
     info["CPUs used by other processes during the run"] = (
         "unknown" if others is None else f"{others:.2f} (of {info['usable_cpus']})"
     )
-    json_path = json_dir / "report.json"
-    results = {
-        "machine": info,
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "quick": quick,
-        "elapsed_s": elapsed,
-        "other_cpus": others,
-        "json_path": str(json_path),
-        "sections": sections,
-    }
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    measuring = elapsed
+    if previous is not None:
+        results = merge(previous, sections, chosen, info, date, elapsed, others)
+        elapsed = results["elapsed_s"]  # the full run's, as the report says
+    else:
+        results = {
+            "machine": info,
+            "date": date,
+            "quick": quick,
+            "elapsed_s": elapsed,
+            "other_cpus": others,
+            "json_path": str(json_path),
+            "sections": sections,
+        }
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    rows = key_rows(sections)
-    plots = make_plots(sections, rows, report_dir / "plots")
+    rows = key_rows(results["sections"])
+    plots = make_plots(results["sections"], rows, report_dir / "plots")
     report = report_dir / "REPORT.md"
-    write_report(results, rows, plots, report, elapsed, quick)
+    write_report(results, rows, plots, report, elapsed, results["quick"])
     print(format_key_table(rows))
-    print(f"\n{report} written in {elapsed / 60:.1f} min", file=sys.stderr)
+    print(f"\n{report} written; measured {measuring / 60:.1f} min", file=sys.stderr)
+
+
+def merge(previous, sections, parts, info, date, elapsed, others):
+    """*previous* (a run's report.json) with *sections* measured again.
+
+    A section skipped for want of PostgreSQL keeps its old figures; the run
+    is recorded under ``remeasured`` (the report says which parts, when,
+    and on which revision)."""
+    merged = dict(previous)
+    old = merged["sections"] = dict(previous["sections"])
+    for key, value in sections.items():
+        if "skipped" in value and key in old and "skipped" not in old[key]:
+            continue
+        old[key] = value
+    merged["remeasured"] = [
+        *previous.get("remeasured", []),
+        {
+            "parts": list(parts),
+            "date": date,
+            "minutes": round(elapsed / 60, 1),
+            "other_cpus": others,
+            "git": info["git"],
+            "sqlalchemy": info["sqlalchemy"],
+        },
+    ]
+    return merged
 
 
 def rerender(json_path, output=None):
