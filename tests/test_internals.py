@@ -48,6 +48,8 @@ def world():
             ),
             "zope.sqlalchemy.datamanager": zope.sqlalchemy.datamanager,
             "SessionDataManager": zope.sqlalchemy.datamanager.SessionDataManager,
+            "Engine": engine,
+            "Dialect": engine.dialect,
         }
         yield owners
     session.close()

@@ -11,8 +11,10 @@ Creating an engine never connects: start-up works with every database down.
 
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 
 from sqlalchemy import engine_from_config
 from sqlalchemy.engine import URL, Engine, make_url
@@ -20,6 +22,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from .exceptions import ConfigurationError, UnknownBindError
 from .masking import mask_url
 from .settings import DEFAULT, PREFIX, EngineSpec, check_url, parse_engines
+from .shared_dialects import SharedDialects
 
 #: keys of dynamic engines come from requests (tenant, folder): keep them to
 #: a set of characters that is safe in a path, a URL and a log line; always
@@ -61,6 +64,12 @@ class EngineRegistry:
         self._static = {}
         self._factories = {}
         self._dynamic = OrderedDict()
+        #: prefix -> the dialects its factory's engines share, by server
+        self._shared = {}
+        #: the dynamic engines made here from a factory's URL
+        self._made = weakref.WeakSet()
+        self._retiring = []
+        self._draining = False
         self._names = {}
         #: replica name -> its primary's name (``add_db_engine(replica_of=)``)
         self._replica_of = {}
@@ -77,6 +86,7 @@ class EngineRegistry:
 
     def add_factory(self, prefix, factory):
         self._factories[prefix] = factory
+        self._shared[prefix] = SharedDialects()
 
     def set_replica_of(self, name, primary):
         """Declare the engine *name* a replica of *primary*: its objects take
@@ -122,7 +132,15 @@ class EngineRegistry:
         """The engine named *name*; :class:`UnknownBindError` if there is none."""
         try:
             return self._static[name]
-        except (KeyError, TypeError):
+        except KeyError:
+            # a hit: the name was checked when its engine was made
+            engine = self._dynamic.get(name)
+            if engine is not None:
+                with self._lock:
+                    if name in self._dynamic:
+                        self._dynamic.move_to_end(name)
+                return engine
+        except TypeError:
             pass
         if isinstance(name, str) and ":" in name:
             prefix, _, key = name.partition(":")
@@ -143,9 +161,12 @@ class EngineRegistry:
                 self._dynamic.move_to_end(name)
                 return engine
         made = self._factories[prefix](key, self.settings)
-        if isinstance(made, str | URL):
+        ours = isinstance(made, str | URL)
+        if ours:
             url = check_url(made, f"engine factory {prefix!r}")
-            made = make_engine(EngineSpec(name, url))
+            made = self._shared[prefix].engine(
+                url, lambda url: make_engine(EngineSpec(name, url))
+            )
         elif not isinstance(made, Engine):
             raise ConfigurationError(
                 f"engine factory {prefix!r} returned {made!r} for key {key!r}; "
@@ -162,13 +183,46 @@ class EngineRegistry:
                 evicted.append(old)
         if engine is not made:
             made.dispose()
-        elif self.on_new_engine is not None:
-            self.on_new_engine(engine)
-        for old in evicted:
-            # connections still checked out finish their work; the pool's
-            # idle connections are closed off the request's path
-            self.executor().submit(old.dispose)
+        else:
+            if ours:
+                with self._lock:
+                    self._made.add(engine)
+            if self.on_new_engine is not None:
+                self.on_new_engine(engine)
+        if evicted:
+            self._retire(evicted)
         return engine
+
+    def _retire(self, engines):
+        """Close the idle connections of evicted engines off the request's
+        path; connections still checked out finish their work.  One task
+        drains them all: a miss per request must not cost a thread switch."""
+        with self._lock:
+            self._retiring.extend(engines)
+            if self._draining:
+                return
+            self._draining = True
+        self.executor().submit(self._drain)
+
+    def _drain(self):
+        while True:
+            with self._lock:
+                if not self._retiring:
+                    self._draining = False
+                    return
+                engines, self._retiring = self._retiring, []
+                ours = [e in self._made for e in engines]
+                self._made.difference_update(engines)
+            for engine, made_here in zip(engines, ours, strict=True):
+                # a connection that fails to close is dropped all the same;
+                # the next engines must still be retired
+                with suppress(Exception):
+                    if made_here:
+                        # its pool is its own: closing the idle connections
+                        # is enough (dispose() would make a new pool as well)
+                        engine.pool.dispose()
+                    else:
+                        engine.dispose()
 
     def discard(self, name):
         """Close and forget the dynamic engine *name*, if it is open (a tenant
@@ -202,8 +256,9 @@ class EngineRegistry:
     def dispose(self):
         """Close every pool (for scripts and tests)."""
         with self._lock:
-            dynamic = list(self._dynamic.values())
+            dynamic = list(self._dynamic.values()) + self._retiring
             self._dynamic.clear()
+            self._retiring = []
             pool, self._pool = self._pool, None
         for engine in [*self._static.values(), *dynamic]:
             engine.dispose()

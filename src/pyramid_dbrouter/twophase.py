@@ -123,13 +123,16 @@ def start_branch(session, session_transaction, connection):
     ``XA START`` must precede the connection's first statement."""
     if session_transaction.nested:
         return
+    driver = driver_for(connection.engine)
+    if not driver.begins_as_branch:
+        # the common case (SQLite, PostgreSQL), with no ``connection.info``:
+        # only a branch's connection ever holds an XID
+        return
     connection.info.pop(XID, None)
     policy = session._dbr_policy
     if policy is None or policy.mode != "auto":
         return
-    driver = driver_for(connection.engine)
-    if driver.begins_as_branch:
-        name = session.engines.name_of(connection.engine)
-        xid = make_xid(policy.prefix, current_gtrid(session), name)
-        driver.start(connection.connection.dbapi_connection, xid)
-        connection.info[XID] = xid
+    name = session.engines.name_of(connection.engine)
+    xid = make_xid(policy.prefix, current_gtrid(session), name)
+    driver.start(connection.connection.dbapi_connection, xid)
+    connection.info[XID] = xid
