@@ -22,6 +22,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
+from pyramid_dbrouter import SharedDialects
+
 from .keys import InvalidTenantKey, TenantExists, UnknownTenant, check_key, path_under
 
 
@@ -38,6 +40,9 @@ class SqliteFolders:
     def __init__(self, root, filename):
         self.root = root  # a real path (settings resolved it)
         self.filename = filename
+        # the albums' engines share one dialect and compiled cache: an
+        # album opened again does not compile its statements again
+        self._dialects = SharedDialects()
 
     def path(self, key):
         """The real path of tenant *key*'s file, checked to be under the root."""
@@ -61,7 +66,7 @@ class SqliteFolders:
     def engine(self, key):
         """An Engine for tenant *key*, refusing files moved under it."""
         path = self.path(key)
-        engine = create_engine(self.url(key))
+        engine = self._dialects.engine(self.url(key))
 
         @event.listens_for(engine, "connect")
         def remember_file(dbapi_connection, record):

@@ -131,17 +131,18 @@ class EngineRegistry:
     def get(self, name, source=None):
         """The engine named *name*; :class:`UnknownBindError` if there is none."""
         try:
-            return self._static[name]
-        except KeyError:
+            engine = self._static.get(name)
+            if engine is not None:
+                return engine
             # a hit: the name was checked when its engine was made
             engine = self._dynamic.get(name)
-            if engine is not None:
-                with self._lock:
-                    if name in self._dynamic:
-                        self._dynamic.move_to_end(name)
-                return engine
-        except TypeError:
-            pass
+        except TypeError:  # not a name at all
+            engine = None
+        if engine is not None:
+            with self._lock:
+                if name in self._dynamic:
+                    self._dynamic.move_to_end(name)
+            return engine
         if isinstance(name, str) and ":" in name:
             prefix, _, key = name.partition(":")
             if prefix in self._factories:

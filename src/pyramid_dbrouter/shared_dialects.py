@@ -19,7 +19,7 @@ the Dialect interface (``create_connect_args``, ``get_dialect_pool_class``,
 
 import threading
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
 from .internals import builtin_on_connect, compiled_cache
@@ -95,15 +95,21 @@ class _Shared:
 
 
 class SharedDialects:
-    """Per engine factory: its engines' shared dialects, by server; thread-safe."""
+    """The dialects the engines made here share, by server; thread-safe.
+
+    The core keeps one per engine factory, for the URLs the factory returns;
+    a factory that returns Engines (to add listeners of its own) keeps one
+    and makes them with :meth:`engine`.
+    """
 
     def __init__(self):
         self._shared = {}
         self._lock = threading.Lock()
 
-    def engine(self, url, make):
-        """An Engine for *url*; *make(url)* makes one alone (the first of a
-        server, or one that cannot share)."""
+    def engine(self, url, make=create_engine):
+        """An Engine for *url*, sharing the dialect and compiled cache of the
+        engines made here before for the same server; *make(url)* makes one
+        alone (the first of a server, or one that cannot share)."""
         url = make_url(url)
         key = share_key(url)
         shared = self._shared.get(key)
