@@ -29,6 +29,10 @@ from .shared_dialects import SharedDialects
 #: used with ``fullmatch`` (``$`` alone would accept a trailing newline)
 DYNAMIC_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
+#: evicted engines waiting for the worker to close them; past this many, the
+#: request that evicts one closes them all itself
+RETIRING_BACKLOG = 16
+
 
 def make_engine(spec):
     """The one way an engine is made from an :class:`EngineSpec`: the Engine
@@ -200,10 +204,25 @@ class EngineRegistry:
         drains them all: a miss per request must not cost a thread switch."""
         with self._lock:
             self._retiring.extend(engines)
-            if self._draining:
+            if len(self._retiring) > RETIRING_BACKLOG:
+                # the worker falls behind (a loaded machine): this request
+                # closes them, so that open files stay bounded
+                engines = self._take_retiring()
+            elif self._draining:
                 return
-            self._draining = True
-        self.executor().submit(self._drain)
+            else:
+                self._draining = True
+                engines = None
+        if engines is not None:
+            self._close(*engines)
+        else:
+            self.executor().submit(self._drain)
+
+    def _take_retiring(self):
+        engines, self._retiring = self._retiring, []
+        ours = [e in self._made for e in engines]
+        self._made.difference_update(engines)
+        return engines, ours
 
     def _drain(self):
         while True:
@@ -211,19 +230,21 @@ class EngineRegistry:
                 if not self._retiring:
                     self._draining = False
                     return
-                engines, self._retiring = self._retiring, []
-                ours = [e in self._made for e in engines]
-                self._made.difference_update(engines)
-            for engine, made_here in zip(engines, ours, strict=True):
-                # a connection that fails to close is dropped all the same;
-                # the next engines must still be retired
-                with suppress(Exception):
-                    if made_here:
-                        # its pool is its own: closing the idle connections
-                        # is enough (dispose() would make a new pool as well)
-                        engine.pool.dispose()
-                    else:
-                        engine.dispose()
+                engines = self._take_retiring()
+            self._close(*engines)
+
+    @staticmethod
+    def _close(engines, ours):
+        for engine, made_here in zip(engines, ours, strict=True):
+            # a connection that fails to close is dropped all the same;
+            # the next engines must still be retired
+            with suppress(Exception):
+                if made_here:
+                    # its pool is its own: closing the idle connections
+                    # is enough (dispose() would make a new pool as well)
+                    engine.pool.dispose()
+                else:
+                    engine.dispose()
 
     def discard(self, name):
         """Close and forget the dynamic engine *name*, if it is open (a tenant
