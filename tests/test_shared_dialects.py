@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, event, make_url, select
 from sqlalchemy.orm import Session
 
 from pyramid_dbrouter import EngineRegistry, SharedDialects, get_session_factory
+from pyramid_dbrouter.engines import RETIRING_BATCH
 from pyramid_dbrouter.shared_dialects import share_key
 from sample import Album, Base
 
@@ -150,7 +151,8 @@ def wait_for(condition, seconds=30):
 
 
 def test_an_evicted_engine_is_closed_and_the_others_keep_working(tmp_path):
-    make_files(tmp_path, ["a", "b", "c"])
+    others = [f"k{n}" for n in range(RETIRING_BATCH + 1)]
+    make_files(tmp_path, ["a", "b", "c", *others])
     engines = EngineRegistry(max_dynamic_engines=2)
     engines.add_factory("tenant", file_factory(tmp_path))
     factory = get_session_factory(engines)
@@ -164,9 +166,13 @@ def test_an_evicted_engine_is_closed_and_the_others_keep_working(tmp_path):
     assert a.pool.checkedin() == 1
     assert titles("tenant:c") == []  # evicts a
     assert engines.open_dynamic_names() == ["tenant:b", "tenant:c"]
+    for key in others:  # evicted engines are closed a batch at a time
+        assert titles(f"tenant:{key}") == []
     wait_for(lambda: a.pool.checkedin() == 0)
+    b = engines.get("tenant:b")  # made again: the first b was evicted
     # the dialect and cache a shared live on with the others
     assert titles("tenant:b") == [] and titles("tenant:c") == []
+    assert b.dialect is a.dialect
     # a session that still held the evicted engine can use it
     with Session(a) as session:
         assert session.scalars(select(Album)).all() == []

@@ -18,6 +18,7 @@ from contextlib import suppress
 
 from sqlalchemy import engine_from_config
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
 
 from .exceptions import ConfigurationError, UnknownBindError
 from .masking import mask_url
@@ -29,8 +30,10 @@ from .shared_dialects import SharedDialects
 #: used with ``fullmatch`` (``$`` alone would accept a trailing newline)
 DYNAMIC_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
-#: evicted engines waiting for the worker to close them; past this many, the
-#: request that evicts one closes them all itself
+#: evicted engines are handed to a worker thread to be closed this many at a
+#: time (a thread switch per miss costs more than closing an SQLite file);
+#: past RETIRING_BACKLOG waiting, the request that evicts one closes them all
+RETIRING_BATCH = 8
 RETIRING_BACKLOG = 16
 
 
@@ -168,10 +171,17 @@ class EngineRegistry:
         made = self._factories[prefix](key, self.settings)
         ours = isinstance(made, str | URL)
         if ours:
-            url = check_url(made, f"engine factory {prefix!r}")
-            made = self._shared[prefix].engine(
-                url, lambda url: make_engine(EngineSpec(name, url))
-            )
+            where = f"engine factory {prefix!r}"
+            try:
+                url = make_url(made)
+            except ArgumentError:
+                url = check_url(made, where)  # raises, naming the factory
+
+            def alone(url):
+                # the first engine of a server: its dialect is checked here
+                return make_engine(EngineSpec(name, check_url(url, where)))
+
+            made = self._shared[prefix].engine(url, alone)
         elif not isinstance(made, Engine):
             raise ConfigurationError(
                 f"engine factory {prefix!r} returned {made!r} for key {key!r}; "
@@ -200,15 +210,17 @@ class EngineRegistry:
 
     def _retire(self, engines):
         """Close the idle connections of evicted engines off the request's
-        path; connections still checked out finish their work.  One task
-        drains them all: a miss per request must not cost a thread switch."""
+        path, in batches; connections still checked out finish their work.
+        At most RETIRING_BATCH - 1 evicted engines stay open past
+        ``max_dynamic_engines``, until the next evictions."""
         with self._lock:
             self._retiring.extend(engines)
-            if len(self._retiring) > RETIRING_BACKLOG:
+            waiting = len(self._retiring)
+            if waiting > RETIRING_BACKLOG:
                 # the worker falls behind (a loaded machine): this request
                 # closes them, so that open files stay bounded
                 engines = self._take_retiring()
-            elif self._draining:
+            elif self._draining or waiting < RETIRING_BATCH:
                 return
             else:
                 self._draining = True
