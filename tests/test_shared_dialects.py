@@ -84,16 +84,19 @@ def test_each_url_keeps_its_own_pool_and_rows(tmp_path):
 
 def test_an_engine_made_before_the_first_has_connected_does_not_share(tmp_path):
     # the shared dialect must be initialized (server version, default
-    # schema) before another engine uses it
+    # schema) before another engine uses it; the first made alone to connect
+    # gives its dialect (the first made may never connect)
     make_files(tmp_path, ["a", "b", "c"])
     shared = SharedDialects()
     a = shared.engine(f"sqlite:///{tmp_path / 'a.db'}")
     b = shared.engine(f"sqlite:///{tmp_path / 'b.db'}")
     assert b.dialect is not a.dialect
+    with b.connect():  # b connects first: its dialect is the one shared
+        pass
     with a.connect():
         pass
     c = shared.engine(f"sqlite:///{tmp_path / 'c.db'}")
-    assert c.dialect is a.dialect
+    assert c.dialect is b.dialect
     with Session(c) as session:
         assert session.scalars(select(Album)).all() == []
     for engine in (a, b, c):

@@ -41,19 +41,31 @@ def share_key(url):
 
 
 class _Shared:
-    """One server's dialect and compiled cache, taken from its first engine."""
+    """One server's dialect and compiled cache, adopted from the first engine
+    made alone for it that connects."""
 
-    def __init__(self, engine):
-        self.dialect = engine.dialect
-        self.cache = compiled_cache(engine)
-        # set once the first engine has connected: the dialect is initialized
+    def __init__(self):
+        self.dialect = self.cache = None
         self.ready = False
-        event.listen(engine, "connect", self._connected, once=True)
+        self._lock = threading.Lock()
 
-    def _connected(self, dbapi_connection, record):
-        # runs after create_engine's own first-connect listener (listeners
-        # run in order, the first connection's under the pool's mutex)
-        self.ready = True
+    def candidate(self, engine):
+        """Adopt *engine*'s dialect and cache once it has connected (then its
+        dialect is initialized: server version, default schema, isolation
+        level), unless another candidate's were adopted first."""
+        dialect, cache = engine.dialect, compiled_cache(engine)
+        if cache is None:
+            return
+
+        def connected(dbapi_connection, record):
+            # runs after create_engine's own first-connect listener: the
+            # listeners run in order, the first connection's under a mutex
+            with self._lock:
+                if not self.ready:
+                    self.dialect, self.cache = dialect, cache
+                    self.ready = True
+
+        event.listen(engine, "connect", connected, once=True)
 
     def engine(self, url):
         dialect = self.dialect
@@ -116,8 +128,15 @@ class SharedDialects:
         if shared is not None and shared.ready:
             return shared.engine(url)
         engine = make(url)
-        if key is not None and shared is None and compiled_cache(engine) is not None:
+        if key is None:
+            return engine
+        if shared is None:
             with self._lock:
-                if key not in self._shared and len(self._shared) < MAX_SHARED:
-                    self._shared[key] = _Shared(engine)
+                shared = self._shared.get(key)
+                if shared is None and len(self._shared) < MAX_SHARED:
+                    shared = self._shared[key] = _Shared()
+        if shared is not None:
+            # an engine made and evicted before it connected must not keep
+            # the next ones from sharing: each engine made alone is a candidate
+            shared.candidate(engine)
         return engine
