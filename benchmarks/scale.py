@@ -18,9 +18,9 @@ Four curves, each measured with interleaved rounds against its anchor:
   bounded by ``max_dynamic_engines`` = 32 and = 10,000; against a plain
   ``Session`` doing the same on one static SQLite file.  With 32 engines
   open and more keys than that, a round-robin misses every time: each
-  request creates an engine (and its first connection, and compiles its
-  first statement: compiled caches are per engine) and disposes of the
-  least recently used one.
+  request creates an engine (sharing the dialect and compiled cache of the
+  factory's other SQLite engines), opens the file, and retires the least
+  recently used engine (closed by a worker, eight at a time).
 
 Run: ``.venv/bin/python benchmarks/scale.py [--quick] [--only CURVE]
 [--json PATH]``; ``benchmarks/report.py`` calls :func:`run` and draws the

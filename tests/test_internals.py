@@ -48,6 +48,8 @@ def world():
             ),
             "zope.sqlalchemy.datamanager": zope.sqlalchemy.datamanager,
             "SessionDataManager": zope.sqlalchemy.datamanager.SessionDataManager,
+            "Engine": engine,
+            "Dialect": engine.dialect,
         }
         yield owners
     session.close()
@@ -95,3 +97,28 @@ def test_every_private_access_of_the_package_is_in_the_seam():
                     continue
             found.append(f"{path.name}:{node.lineno} .{node.attr}")
     assert found == []
+
+
+def test_the_compiled_cache_is_the_one_statements_are_cached_in():
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    cache = internals.compiled_cache(engine)
+    before = len(cache)
+    with engine.connect() as conn:
+        conn.execute(select(Album.id))
+        conn.execute(select(Album.id))
+    assert len(cache) == before + 1
+    assert (
+        internals.compiled_cache(create_engine("sqlite://", query_cache_size=0)) is None
+    )
+
+
+def test_the_builtin_on_connect_sets_the_isolation_level():
+    plain = create_engine("sqlite://")
+    assert internals.builtin_on_connect(plain.dialect) is None
+    serial = create_engine("sqlite://", isolation_level="READ UNCOMMITTED")
+    listener = internals.builtin_on_connect(serial.dialect)
+    raw = serial.dialect.connect(":memory:")
+    listener(raw, None)
+    assert raw.execute("PRAGMA read_uncommitted").fetchone() == (1,)
+    raw.close()

@@ -22,6 +22,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
+from pyramid_dbrouter import SharedDialects
+
 from .attach import AlbumHub
 from .keys import InvalidTenantKey, TenantExists, UnknownTenant, check_key, path_under
 
@@ -42,6 +44,9 @@ class SqliteFolders:
         #: dbrouter.tenant.attach: the albums of a transaction attached to
         #: one connection, committed together (see .attach); None when off
         self.hub = None if attach_tables is None else AlbumHub(self, attach_tables)
+        # the albums' engines share one dialect and compiled cache: an
+        # album opened again does not compile its statements again
+        self._dialects = SharedDialects()
 
     def path(self, key):
         """The real path of tenant *key*'s file, checked to be under the root."""
@@ -67,7 +72,7 @@ class SqliteFolders:
         if self.hub is not None:
             return self.hub.engine(key)
         path = self.path(key)
-        engine = create_engine(self.url(key))
+        engine = self._dialects.engine(self.url(key))
 
         @event.listens_for(engine, "connect")
         def remember_file(dbapi_connection, record):

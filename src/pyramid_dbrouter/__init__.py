@@ -43,6 +43,7 @@ from .registration import register
 from .routers import RouterChain
 from .scope import session_scope
 from .session import RoutingSession, bind_of
+from .shared_dialects import SharedDialects
 from .where import where_values
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "RouterAnswerError",
     "RouterChain",
     "RoutingSession",
+    "SharedDialects",
     "UnknownBindError",
     "UnsafeCommitError",
     "bind_of",

@@ -34,38 +34,44 @@ class BoundSession:
         return False
 
     def _pinned(self, method, *args, **kw):
-        with self:
-            return getattr(self.session, method)(*args, **kw)
+        # the pin pushed and popped inline: this runs for every tenant's
+        # get() and statement (a ``with self:`` costs two more calls)
+        pins = self.session._dbr_pins
+        pins.append(self.name)
+        try:
+            return method(*args, **kw)
+        finally:
+            pins.pop()
 
     def execute(self, statement, *args, **kw):
-        return self._pinned("execute", statement, *args, **kw)
+        return self._pinned(self.session.execute, statement, *args, **kw)
 
     def scalars(self, statement, *args, **kw):
-        return self._pinned("scalars", statement, *args, **kw)
+        return self._pinned(self.session.scalars, statement, *args, **kw)
 
     def scalar(self, statement, *args, **kw):
-        return self._pinned("scalar", statement, *args, **kw)
+        return self._pinned(self.session.scalar, statement, *args, **kw)
 
     def get(self, entity, ident, **kw):
-        return self._pinned("get", entity, ident, **kw)
+        return self._pinned(self.session.get, entity, ident, **kw)
 
     def get_one(self, entity, ident, **kw):
-        return self._pinned("get_one", entity, ident, **kw)
+        return self._pinned(self.session.get_one, entity, ident, **kw)
 
     def add(self, instance):
-        return self._pinned("add", instance)
+        return self._pinned(self.session.add, instance)
 
     def add_all(self, instances):
-        return self._pinned("add_all", instances)
+        return self._pinned(self.session.add_all, instances)
 
     def delete(self, instance):
-        return self._pinned("delete", instance)
+        return self._pinned(self.session.delete, instance)
 
     def merge(self, instance, **kw):
-        return self._pinned("merge", instance, **kw)
+        return self._pinned(self.session.merge, instance, **kw)
 
     def flush(self, objects=None):
-        return self._pinned("flush", objects)
+        return self._pinned(self.session.flush, objects)
 
     def query(self, *entities, **kw):
         # a Query runs later, when it is iterated: carry the pin with it

@@ -276,6 +276,12 @@ _DRIVERS = {
 _CACHE = weakref.WeakKeyDictionary()
 
 
+def begins_as_branch(dialect):
+    """Whether *dialect*'s connections begin as branches (MySQL, MariaDB);
+    asked at every transaction's begin, without making a driver."""
+    return _DRIVERS.get(dialect.name, BranchDriver).begins_as_branch
+
+
 def driver_for(engine):
     """The branch driver of *engine*'s database (one per dialect object)."""
     dialect = engine.dialect

@@ -11,20 +11,30 @@ Creating an engine never connects: start-up works with every database down.
 
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 
 from sqlalchemy import engine_from_config
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
 
 from .exceptions import ConfigurationError, UnknownBindError
 from .masking import mask_url
 from .settings import DEFAULT, PREFIX, EngineSpec, check_url, parse_engines
+from .shared_dialects import SharedDialects
 
 #: keys of dynamic engines come from requests (tenant, folder): keep them to
 #: a set of characters that is safe in a path, a URL and a log line; always
 #: used with ``fullmatch`` (``$`` alone would accept a trailing newline)
 DYNAMIC_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+#: evicted engines are handed to a worker thread to be closed this many at a
+#: time (a thread switch per miss costs more than closing an SQLite file);
+#: past RETIRING_BACKLOG waiting, the request that evicts one closes them all
+RETIRING_BATCH = 8
+RETIRING_BACKLOG = 16
 
 
 def make_engine(spec):
@@ -61,6 +71,12 @@ class EngineRegistry:
         self._static = {}
         self._factories = {}
         self._dynamic = OrderedDict()
+        #: prefix -> the dialects its factory's engines share, by server
+        self._shared = {}
+        #: the dynamic engines made here from a factory's URL
+        self._made = weakref.WeakSet()
+        self._retiring = []
+        self._draining = False
         self._names = {}
         #: replica name -> its primary's name (``add_db_engine(replica_of=)``)
         self._replica_of = {}
@@ -77,6 +93,7 @@ class EngineRegistry:
 
     def add_factory(self, prefix, factory):
         self._factories[prefix] = factory
+        self._shared[prefix] = SharedDialects()
 
     def set_replica_of(self, name, primary):
         """Declare the engine *name* a replica of *primary*: its objects take
@@ -121,9 +138,18 @@ class EngineRegistry:
     def get(self, name, source=None):
         """The engine named *name*; :class:`UnknownBindError` if there is none."""
         try:
-            return self._static[name]
-        except (KeyError, TypeError):
-            pass
+            engine = self._static.get(name)
+            if engine is not None:
+                return engine
+            # a hit: the name was checked when its engine was made
+            engine = self._dynamic.get(name)
+        except TypeError:  # not a name at all
+            engine = None
+        if engine is not None:
+            with self._lock:
+                if name in self._dynamic:
+                    self._dynamic.move_to_end(name)
+            return engine
         if isinstance(name, str) and ":" in name:
             prefix, _, key = name.partition(":")
             if prefix in self._factories:
@@ -143,9 +169,19 @@ class EngineRegistry:
                 self._dynamic.move_to_end(name)
                 return engine
         made = self._factories[prefix](key, self.settings)
-        if isinstance(made, str | URL):
-            url = check_url(made, f"engine factory {prefix!r}")
-            made = make_engine(EngineSpec(name, url))
+        ours = isinstance(made, str | URL)
+        if ours:
+            where = f"engine factory {prefix!r}"
+            try:
+                url = make_url(made)
+            except ArgumentError:
+                url = check_url(made, where)  # raises, naming the factory
+
+            def alone(url):
+                # the first engine of a server: its dialect is checked here
+                return make_engine(EngineSpec(name, check_url(url, where)))
+
+            made = self._shared[prefix].engine(url, alone)
         elif not isinstance(made, Engine):
             raise ConfigurationError(
                 f"engine factory {prefix!r} returned {made!r} for key {key!r}; "
@@ -162,13 +198,65 @@ class EngineRegistry:
                 evicted.append(old)
         if engine is not made:
             made.dispose()
-        elif self.on_new_engine is not None:
-            self.on_new_engine(engine)
-        for old in evicted:
-            # connections still checked out finish their work; the pool's
-            # idle connections are closed off the request's path
-            self.executor().submit(old.dispose)
+        else:
+            if ours:
+                with self._lock:
+                    self._made.add(engine)
+            if self.on_new_engine is not None:
+                self.on_new_engine(engine)
+        if evicted:
+            self._retire(evicted)
         return engine
+
+    def _retire(self, engines):
+        """Close the idle connections of evicted engines off the request's
+        path, in batches; connections still checked out finish their work.
+        At most RETIRING_BATCH - 1 evicted engines stay open past
+        ``max_dynamic_engines``, until the next evictions."""
+        with self._lock:
+            self._retiring.extend(engines)
+            waiting = len(self._retiring)
+            if waiting > RETIRING_BACKLOG:
+                # the worker falls behind (a loaded machine): this request
+                # closes them, so that open files stay bounded
+                engines = self._take_retiring()
+            elif self._draining or waiting < RETIRING_BATCH:
+                return
+            else:
+                self._draining = True
+                engines = None
+        if engines is not None:
+            self._close(*engines)
+        else:
+            self.executor().submit(self._drain)
+
+    def _take_retiring(self):
+        engines, self._retiring = self._retiring, []
+        ours = [e in self._made for e in engines]
+        self._made.difference_update(engines)
+        return engines, ours
+
+    def _drain(self):
+        while True:
+            with self._lock:
+                if not self._retiring:
+                    self._draining = False
+                    return
+                engines = self._take_retiring()
+            self._close(*engines)
+
+    @staticmethod
+    def _close(engines, ours):
+        for engine, made_here in zip(engines, ours, strict=True):
+            # a connection that fails to close is dropped all the same;
+            # the next engines must still be retired
+            with suppress(Exception):
+                if made_here:
+                    # its pool is its own: closing the idle connections
+                    # is enough (dispose() would make a new pool as well)
+                    engine.pool.dispose()
+                else:
+                    engine.dispose()
 
     def discard(self, name):
         """Close and forget the dynamic engine *name*, if it is open (a tenant
@@ -202,8 +290,9 @@ class EngineRegistry:
     def dispose(self):
         """Close every pool (for scripts and tests)."""
         with self._lock:
-            dynamic = list(self._dynamic.values())
+            dynamic = list(self._dynamic.values()) + self._retiring
             self._dynamic.clear()
+            self._retiring = []
             pool, self._pool = self._pool, None
         for engine in [*self._static.values(), *dynamic]:
             engine.dispose()

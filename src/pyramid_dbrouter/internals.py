@@ -154,6 +154,21 @@ PRIVATE_NAMES = [
     ),
     ("Result", "_metadata", "the merged result has the first engine's columns"),
     ("Result", "_source_supports_scalars", "whether merged rows are scalars"),
+    # -- engines made on demand (shared_dialects.py) --------------------------
+    (
+        "Engine",
+        "_compiled_cache",
+        "the compiled cache of a server's first "
+        "dynamic engine, shared with the next ones through the public "
+        "compiled_cache execution option (no public accessor)",
+    ),
+    (
+        "Dialect",
+        "_builtin_onconnect",
+        "the dialect's own connect listener "
+        "(isolation_level), which create_engine adds to every pool it makes "
+        "and a pool made for a shared dialect needs too",
+    ),
     # -- registries, transactions, zope --------------------------------------
     (
         "mapperlib",
@@ -347,6 +362,19 @@ def result_metadata(result):
 
 def copy_result_attributes(target, source):
     target._attributes = source._attributes
+
+
+# -- engines ---------------------------------------------------------------------
+
+
+def compiled_cache(engine):
+    """*engine*'s compiled-statement cache (None when caching is off)."""
+    return engine._compiled_cache
+
+
+def builtin_on_connect(dialect):
+    """The ``connect`` listener ``create_engine`` adds for *dialect*, or None."""
+    return dialect._builtin_onconnect()
 
 
 # -- registries and transactions -------------------------------------------------

@@ -156,6 +156,9 @@ class RoutingSession(Session):
         """The :class:`~pyramid_dbrouter.routing.Route` of a statement or a
         ``get()``; *identity* is the primary key a ``get()`` looks up (the
         routers' ``identity`` hint)."""
+        if self._dbr_pins:
+            # route()'s first rule, inlined: every using_bind() call is pinned
+            return Route(self._dbr_pins[-1], USING_BIND)
         if self._dbr_routed:
             return route(
                 self.routers,

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.engine import Engine
 
-from .branches import autocommit, driver_for, make_xid
+from .branches import autocommit, begins_as_branch, driver_for, make_xid
 from .decisions import DecisionLog
 from .exceptions import DBRouterError, UnsafeCommitError
 
@@ -153,13 +153,16 @@ def start_branch(session, session_transaction, connection):
     ``XA START`` must precede the connection's first statement."""
     if session_transaction.nested:
         return
+    if not begins_as_branch(connection.dialect):
+        # the common case (SQLite, PostgreSQL), with no ``connection.info``:
+        # only a branch's connection ever holds an XID
+        return
+    driver = driver_for(connection.engine)
     connection.info.pop(XID, None)
     policy = session._dbr_policy
     if policy is None or policy.mode != "auto":
         return
-    driver = driver_for(connection.engine)
-    if driver.begins_as_branch:
-        name = session.engines.name_of(connection.engine)
-        xid = make_xid(policy.prefix, current_gtrid(session), name)
-        driver.start(connection.connection.dbapi_connection, xid)
-        connection.info[XID] = xid
+    name = session.engines.name_of(connection.engine)
+    xid = make_xid(policy.prefix, current_gtrid(session), name)
+    driver.start(connection.connection.dbapi_connection, xid)
+    connection.info[XID] = xid

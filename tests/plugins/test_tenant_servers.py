@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy
 import webtest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from tenant_app import AlbumBase, Photo, make_app
 
 from dbrouter_tenant import create_tenant, list_tenants, remove_tenant, tenant_scope
@@ -52,6 +52,29 @@ def test_schema_mode_gives_each_tenant_its_own_schema(pg_db):
     remove_tenant(registry, "winter")
     assert list_tenants(registry) == ["summer"]
     testapp.get("/albums/winter/photos", status=404)
+    registry["dbrouter"].engines.dispose()
+
+
+def test_a_schema_tenant_miss_makes_no_pool_and_compiles_nothing_again(pg_db):
+    testapp, registry = schema_app(pg_db, **{"dbrouter.max_dynamic_engines": "1"})
+    base = get_engines(registry)["default"]
+    for album in ("x", "y"):
+        create_tenant(registry, album)
+    compiled = []
+
+    def note(conn, cursor, sql, params, context, executemany):
+        if "photos" in sql:
+            compiled.append(context.compiled)
+
+    event.listen(base, "before_cursor_execute", note)
+    for album in ("x", "y", "x"):  # an LRU of one: every tenant a miss
+        with tenant_scope(registry, album) as dbsession:
+            assert dbsession.scalars(select(Photo.title)).all() == []
+            engine = dbsession.get_bind(Photo)
+            assert engine.pool is base.pool
+    event.remove(base, "before_cursor_execute", note)
+    # one SELECT compiled once: the schema is rendered at execution
+    assert len(compiled) == 3 and len({id(c) for c in compiled}) == 1
     registry["dbrouter"].engines.dispose()
 
 
