@@ -611,11 +611,10 @@ def profile_findings(profile):
             f"request against {a['us_per_op']:.0f} µs on one static engine. Making "
             f"the engine (`EngineRegistry._dynamic_engine`) "
             f"{_incl(s, '_dynamic_engine (pyramid_dbrouter')} µs, of which "
-            f"`create_engine` {_incl(s, 'create_engine_from_options')} µs and "
-            f"disposing of the evicted engine "
-            f"{_incl(s, 'dispose (sqlalchemy/engine/base.py')} µs; compiling the "
-            "SELECT again, because SQLAlchemy's compiled cache belongs to each "
-            "engine (and its dialect): "
+            "building it on its server's shared dialect (`SharedDialects.engine`) "
+            f"{_incl(s, 'engine (pyramid_dbrouter/shared_dialects.py')} µs; retiring "
+            f"evicted engines {_incl(s, '_retire (pyramid_dbrouter')} µs in this "
+            "thread; compiling statements (the shared compiled cache missed) "
             f"{_incl(s, '_compiler (sqlalchemy/sql/elements')} µs; opening the "
             "SQLite file "
             f"{_incl(s, 'connect (sqlalchemy/engine/default.py')} µs."
@@ -918,9 +917,10 @@ def write_report(results, rows, plots, path, elapsed, quick):
             "round-robin over N keys, each a SQLite file made by an engine "
             "factory; the LRU of dynamic engines bounded at 32 and at 10,000. "
             "Past 32 keys the bounded LRU misses on every request (a "
-            "round-robin is its worst case): the request makes an engine, "
-            "connects, compiles its statement, and disposes of the evicted "
-            "engine.",
+            "round-robin is its worst case): the request makes an engine on "
+            "the server's shared dialect and compiled cache (`SharedDialects`: "
+            "nothing is compiled again), opens the file, and retires evicted "
+            "engines.",
             "",
             tenants_table(curves["tenants"]),
             "",
