@@ -19,6 +19,7 @@ from dbrouter_tenant import (
     remove_tenant,
     tenant_scope,
 )
+from dbrouter_tenant.keys import path_under
 from pyramid_dbrouter import session_scope
 
 #: the fixtures of the tenant suites (album_root, folder_app, ...)
@@ -192,6 +193,34 @@ def test_copy_tenant_copies_an_album_consistently(folder_app, album_root):
     assert testapp.get("/albums/copy/photos").json["photos"] == ["p"]
     with pytest.raises(TenantExists):
         copy_tenant(registry, "orig", "copy")
+
+
+def test_an_album_file_symlinked_outside_the_root_is_refused(
+    folder_app, album_root, tmp_path
+):
+    testapp, registry = folder_app
+    outside = tmp_path / "secret.sqlite"
+    sqlite3.connect(outside).execute("CREATE TABLE photos (id, title)")
+    (album_root / "innocent").mkdir()
+    os.symlink(outside, album_root / "innocent" / "album.sqlite")
+    testapp.get("/albums/innocent/photos", status=404)
+    assert "innocent" not in list_tenants(registry)
+
+
+def test_paths_are_checked_on_what_they_resolve_to(album_root):
+    root = os.path.realpath(album_root)
+    (album_root / "alps").mkdir()
+    (album_root / "alps" / "album.sqlite").touch()
+    # no link: the path itself (found without realpath's walk)
+    assert path_under(root, "alps", "album.sqlite") == f"{root}/alps/album.sqlite"
+    # a link to another folder under the root: where it points
+    os.symlink(album_root / "alps", album_root / "alias")
+    assert path_under(root, "alias", "album.sqlite") == f"{root}/alps/album.sqlite"
+    # a link out, whatever the depth; and names that are not names
+    os.symlink("/etc", album_root / "alps" / "etc")
+    for parts in [("alps", "etc", "passwd"), ("..",), ("alps", ".."), ("",), ()]:
+        with pytest.raises(InvalidTenantKey):
+            path_under(root, *parts)
 
 
 def test_a_symlinked_album_pointing_outside_the_root_is_refused(
