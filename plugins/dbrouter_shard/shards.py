@@ -67,6 +67,9 @@ class Shards:
 
     def shards_for(self, keys):
         """The engine names holding *keys*: one name, or a list in shard order."""
+        if len(keys) == 1:
+            for key in keys:
+                return self.shard_for(key)
         wanted = {self.shard_for(key) for key in keys}
         found = [name for name in self.names if name in wanted]
         return found[0] if len(found) == 1 else found

@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import (
     BinaryExpression,
     BindParameter,
     BooleanClauseList,
+    ColumnElement,
     Grouping,
 )
 
@@ -41,9 +42,8 @@ def where_values(clause, column):
     """
     if clause is None:
         return _UNKNOWN
-    column = (
-        column.__clause_element__() if hasattr(column, "__clause_element__") else column
-    )
+    if not isinstance(column, ColumnElement):  # a mapped attribute
+        column = column.__clause_element__()
     criteria = where_criteria(clause)
     if criteria is not None:
         if not criteria:
