@@ -4,7 +4,14 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from pyramid_dbrouter.writes import has_changes, sql_writes
+from pyramid_dbrouter import get_session_factory
+from pyramid_dbrouter.writes import (
+    connections,
+    has_changes,
+    sql_writes,
+    wrote,
+    wrote_to,
+)
 from sample import Album, Base
 
 
@@ -59,3 +66,21 @@ def test_has_changes_answers_as_new_dirty_and_deleted_do():
         session.flush()
         assert not has_changes(session)
     engine.dispose()
+
+
+def test_wrote_to_names_the_engines_a_transaction_wrote_to(tmp_path):
+    engines = {
+        name: create_engine(f"sqlite:///{tmp_path / name}.sqlite")
+        for name in ("default", "other")
+    }
+    for engine in engines.values():
+        Base.metadata.create_all(engine)
+    factory = get_session_factory(engines)
+    with factory() as session:
+        assert not wrote_to(session, "default")
+        session.using_bind("other").get(Album, 1)  # a read opens a connection
+        assert not wrote_to(session, "other")
+        session.using_bind("other").add(Album(id=1, title="alps"))
+        session.flush()
+        assert wrote_to(session, "other") and not wrote_to(session, "default")
+        assert [name for name, conn in connections(session) if wrote(conn)] == ["other"]

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from pyramid_dbrouter import bind_of
 from pyramid_dbrouter.settings import DEFAULT
-from pyramid_dbrouter.writes import connections, has_changes, wrote
+from pyramid_dbrouter.writes import connections, has_changes, wrote, wrote_to
 
 from .health import first_line
 from .pinning import pinned, primary_forced
@@ -104,6 +104,8 @@ class ReplicaRouter:
         when None), or holds changes its next flush will write."""
         if has_changes(session):
             return True
+        if primary is not None:
+            return wrote_to(session, primary)
         groups = self.replicas.groups
         for name, conn in connections(session):
             if (name == primary or (primary is None and name in groups)) and wrote(

@@ -65,6 +65,16 @@ def connections(session, session_transaction=None):
     return sorted(found, key=lambda item: item[0])
 
 
+def wrote_to(session, name):
+    """Whether *session*'s transaction wrote to engine *name* -- what
+    ``connections`` and ``wrote`` answer, found directly for one engine."""
+    root = session.get_transaction()
+    if root is None:
+        return False
+    entry = transaction_connections(root).get(session.engine(name))
+    return entry is not None and wrote(entry[0])
+
+
 def has_changes(session):
     """Whether *session* holds objects its next flush will write: new,
     deleted or changed ones.  The same answer as ``session.new or
