@@ -251,18 +251,14 @@ class RoutingSession(Session):
         if bind_arguments and bind_arguments.get("bind") is not None:
             # ORM bulk UPDATE by primary key asks get_bind(mapper) for its
             # connection: the engine given, not the routers' answer
-            previous, self._dbr_exec_bind = self._dbr_exec_bind, bind_arguments["bind"]
-            try:
-                result = session_execute(
-                    self,
-                    statement,
-                    params,
-                    execution_options=execution_options,
-                    bind_arguments=bind_arguments,
-                    **kw,
-                )
-            finally:
-                self._dbr_exec_bind = previous
+            result = self._dbr_execute_on(
+                bind_arguments["bind"],
+                statement,
+                params,
+                execution_options,
+                bind_arguments,
+                kw,
+            )
             if self._dbr_tm is not None and statement_writes(statement):
                 self._dbr_mark_changed()
             return result
@@ -317,9 +313,21 @@ class RoutingSession(Session):
             and (statement.is_update or statement.is_delete)
         ):
             execution_options = default_sync(self, statement, execution_options)
+        result = self._dbr_execute_on(
+            engine, statement, params, execution_options, bind_arguments, kw
+        )
+        if writes and self._dbr_tm is not None:
+            self._dbr_mark_changed()
+        return result
+
+    def _dbr_execute_on(
+        self, engine, statement, params, execution_options, bind_arguments, kw
+    ):
+        """SQLAlchemy's execution, with ``get_bind`` answering *engine* to
+        whatever the ORM asks during it (a bulk UPDATE's connection, say)."""
         previous, self._dbr_exec_bind = self._dbr_exec_bind, engine
         try:
-            result = session_execute(
+            return session_execute(
                 self,
                 statement,
                 params,
@@ -329,9 +337,6 @@ class RoutingSession(Session):
             )
         finally:
             self._dbr_exec_bind = previous
-        if writes and self._dbr_tm is not None:
-            self._dbr_mark_changed()
-        return result
 
     def _dbr_mark_changed(self):
         """Tell the transaction manager this session has work to commit:
