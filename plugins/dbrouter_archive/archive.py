@@ -81,6 +81,17 @@ class Archive:
             return self.archive
         return f"{self.archive_prefix}:{hot[len(self.hot_prefix) + 1 :]}"
 
+    def pair_of(self, name):
+        """The core's ``fanout_unique`` group of engine *name*: per key, a
+        hot engine and its archive are one group -- a row in both (a move
+        between its copy and its delete) is read once, hot's -- and every
+        other engine a group of its own, so that rows of other keys sharing
+        an id are never taken for repeats."""
+        for prefix in (self.hot_prefix, self.archive_prefix):
+            if name.startswith(prefix + ":"):
+                return ("key", name[len(prefix) + 1 :])
+        return ("engine", name)
+
     def rest(self, session):
         """The routers after the archive's, asked for the hot engine of a
         ``PREFIX:*`` archive (found once: the chain is fixed at start-up)."""

@@ -126,11 +126,9 @@ def add_db_archive(
         factory = registry["dbsession_factory"]
         # a row found in both engines (a move between its copy and its
         # delete) is read once, hot's: the core's fan-out option, for every
-        # fan-out of the application's sessions -- but not per key, where it
-        # would also drop rows of other keys that share an id (a fan-out
-        # over every tenant); there a statement asks for it
-        if not made.per_key:
-            factory.configure(fanout_unique="first")
+        # fan-out of the application's sessions; per key, only within each
+        # hot/archive pair (other keys' rows may share an id)
+        factory.configure(fanout_unique=made.pair_of if made.per_key else "first")
         if archive_writes == "refuse":
             event.listen(factory, "before_flush", made.check_flush)
         registry[REGISTRY_KEY] = made

@@ -67,6 +67,8 @@ MODES = ("merge", "concat")
 _SA_2_1 = tuple(int(part) for part in sqlalchemy_version.split(".")[:2]) >= (2, 1)
 PARALLEL_MODES = ("auto", "always", "never")
 #: ``fanout_unique``: which engine's copy of a row found in several is kept
+#: (``"first"``: the first engine's; a callable ``(engine name) -> group``:
+#: the first engine's of its group, rows of other groups never compared)
 UNIQUE = ("first",)
 #: dialects that run in this process: nothing to overlap
 IN_PROCESS_DIALECTS = frozenset({"sqlite"})
@@ -231,11 +233,16 @@ def execute_fanout(
             f"execution option fanout={mode!r} is not one of {', '.join(MODES)}"
         )
     unique = options.get("fanout_unique") or session.fanout_unique
+    groups = None
     if unique is not None and unique not in UNIQUE:
-        raise FanoutError(
-            f"execution option fanout_unique={unique!r} is not one of "
-            f"{', '.join(UNIQUE)} (or None)"
-        )
+        if not callable(unique):
+            raise FanoutError(
+                f"execution option fanout_unique={unique!r} is not one of "
+                f"{', '.join(UNIQUE)}, a callable (engine name) -> group, or None"
+            )
+        groups = [unique(name) for name in names]
+        if len(set(groups)) == len(groups):
+            unique = groups = None  # no two engines can hold the same rows
     engines = [(name, session.engine(name, "a router")) for name in names]
     plan = None
     if mode == "merge":
@@ -272,7 +279,7 @@ def execute_fanout(
     elif order is not None:
         merged = plan.merge(results, order)
     elif unique is not None:
-        merged = plan.merge(results, unique=unique)
+        merged = plan.merge(results, unique=unique, groups=groups)
     else:
         merged = plan.merge(results)
     return merged.scalar() if kw.get("_scalar_result") else merged

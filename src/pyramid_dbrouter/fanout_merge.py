@@ -279,14 +279,15 @@ class RowsPlan:
         order = [renumber[i] for i in order]
         return [(i, buffered(cursors[i], kept[i])) for i in used], order
 
-    def merge(self, results, order=None, unique=None):
+    def merge(self, results, order=None, unique=None, groups=None):
         if order is not None:
             streams = [raw_rows(r) for r in results]
             return StreamedResult(results, (next(streams[i]) for i in order))
         scalars = supports_scalars(results[0])
         streams = [raw_rows(result) for result in results]
-        if unique == "first":
-            streams = [iter(rows) for rows in first_per_identity(streams, scalars)]
+        if unique is not None:
+            kept = first_per_identity(streams, scalars, groups)
+            streams = [iter(rows) for rows in kept]
         if self.ordering.keys:
             getters = [
                 (_scalar(getter) if scalars else getter, descending, nulls_first)
@@ -389,14 +390,17 @@ def _identity(value):
     return None if key is None else key[:2]
 
 
-def first_per_identity(engines_rows, scalars):
+def first_per_identity(engines_rows, scalars, groups=None):
     """Each engine's rows, less those whose mapped objects' identities an
     engine named earlier returned (``fanout_unique="first"``: a row being
     moved from one engine to another, seen in both, is returned once, as the
-    first engine has it).  Repeats within one engine, and rows without
-    mapped objects, are kept."""
-    seen, kept = set(), []
-    for rows in engines_rows:
+    first engine has it).  With *groups* (one per engine), only engines of
+    the same group are compared.  Repeats within one engine, and rows
+    without mapped objects, are kept."""
+    seen_by_group, kept = {}, []
+    for index, rows in enumerate(engines_rows):
+        group = groups[index] if groups is not None else None
+        seen = seen_by_group.setdefault(group, set())
         mine, keep = set(), []
         for row in rows:
             values = (row,) if scalars else row

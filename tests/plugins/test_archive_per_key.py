@@ -31,7 +31,8 @@ from sqlalchemy import create_engine, select, text
 import dbrouter_archive.move as move
 from dbrouter_archive import ArchiveMoveError, archive_rows, get_archive
 from dbrouter_tenant import NoTenantError, tenant_scope
-from pyramid_dbrouter import cli, get_state, session_scope
+from pyramid_dbrouter import bind_of, cli, get_state, session_scope
+from pyramid_dbrouter.routing import BIND_OPTION
 
 OLD = datetime(2020, 1, 1)
 
@@ -134,11 +135,19 @@ def test_a_crash_between_copy_and_delete_then_a_rerun(shops, root, monkeypatch):
     assert ids(root, "alps", "shop.sqlite") == [1, 2, 3, 4]
     assert ids(root, "alps", "archive.sqlite") == [1, 2]
     with tenant_scope(shops.registry, "alps") as session:
-        # per key the session does not drop repeats (ids repeat across
-        # tenants): a statement over one tenant asks for it
-        statement = select(Order).execution_options(fanout_unique="first")
-        assert [o.id for o in session.scalars(statement)] == [1, 2, 3, 4]
-        assert len(session.scalars(select(Order)).all()) == 6
+        # a row in both the shop and its archive is read once, the shop's
+        orders = session.scalars(select(Order).order_by(Order.id)).all()
+        assert [o.id for o in orders] == [1, 2, 3, 4]
+        assert {bind_of(o) for o in orders} == {"tenant:alps"}
+        # ...but only within one pair: a read over every shop and its archive
+        # keeps each shop's own order 1 (the same id, another row)
+        every = ["tenant:alps", "archive:alps", "tenant:sea", "archive:sea"]
+        statement = select(Order).execution_options(**{BIND_OPTION: every})
+        found = session.scalars(statement).all()
+        assert sorted((bind_of(o), o.id) for o in found) == [
+            *(("tenant:alps", i) for i in (1, 2, 3, 4)),
+            *(("tenant:sea", i) for i in (1, 2, 3, 4)),
+        ]
     monkeypatch.setattr(move, "checkpoint", lambda name: None)
     with tenant_scope(shops.registry, "alps") as session:
         moved = archive_rows(session, select(Order).where(Order.id <= 2))
