@@ -236,8 +236,11 @@ def test_archiving_moves_pictures_and_twice_is_no_duplicate(demo, tmp_path):
     page = demo.get("/albums/alps/pics/1")
     assert "<h1>Sunrise</h1>" in page.text and "found in the archive" in page.text
     assert "mountain" in page.text
-    assert routing(page)[0] == ("tenant:alps", "router ArchiveRouter")
-    assert ("archive:alps", "loaded from archive:alps") in routing(page)
+    assert routing(page)[:2] == [
+        ("tenant:alps", "router ArchiveRouter"),
+        ("archive:alps", "router ArchiveRouter"),
+    ]
+    assert ("archive:alps", "loaded from archive:alps") in routing(page)  # tags
     # new pictures never take an archived picture's id
     add_pic(demo, "Later", "2026-02-01", "snow")
     assert rows(album, "select id from pic order by id") == [(2,), (3,)]

@@ -260,8 +260,10 @@ def _do_orm_execute(state):
             and state.bind_mapper.class_ is model
         ):
             current = routed.reason
-            if isinstance(routed.name, list) and not state.is_select:
-                # a bulk write on several engines comes here once per engine
+            several = isinstance(routed.name, list)
+            if several and (clause is None or not state.is_select):
+                # a get() trying the engines in turn, and a bulk write on
+                # several engines, come here once per engine
                 trace._pending = pending
     trace._current = current
 
