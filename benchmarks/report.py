@@ -120,6 +120,15 @@ def verdict(r, goal, direction):
 # -- the key table -------------------------------------------------------------
 
 
+def measured(results, field, *parts):
+    """``(backend, result)`` of each ``(key, backend)`` part that was
+    measured: its result holds *field* (a part skipped or failed does not)."""
+    for key, backend in parts:
+        result = results.get(key)
+        if isinstance(result, dict) and field in result:
+            yield backend, result
+
+
 def key_rows(results):
     """(figure, backend, contender, anchor, ratio dict, goal text, verdict)."""
     rows = []
@@ -139,13 +148,12 @@ def key_rows(results):
             )
         )
 
-    for key, backend in (
+    for backend, result in measured(
+        results,
+        "operations",
         ("routing_sqlite", "SQLite :memory:"),
         ("routing_pg", "PostgreSQL"),
     ):
-        result = results.get(key)
-        if not isinstance(result, dict) or "operations" not in result:
-            continue
         for op in ("get", "select", "flush 100", "get, new session"):
             data = result["operations"].get(op)
             if data is None:
@@ -168,13 +176,12 @@ def key_rows(results):
                 GOAL_VS_SHARDED,
                 "max",
             )
-    for key, backend in (
+    for backend, result in measured(
+        results,
+        "operations",
         ("request_sqlite", "SQLite files"),
         ("request_pg", "PostgreSQL"),
     ):
-        result = results.get(key)
-        if not isinstance(result, dict) or "operations" not in result:
-            continue
         for label, data in result["operations"].items():
             r = inverted(ratio(data, DBROUTER_APP, STARTER))
             add(
@@ -186,13 +193,12 @@ def key_rows(results):
                 GOAL_THROUGHPUT,
                 "min",
             )
-    for key, backend in (
+    for backend, result in measured(
+        results,
+        "result",
         ("fanout_sqlite", "SQLite files"),
         ("fanout_pg", "PostgreSQL"),
     ):
-        result = results.get(key)
-        if not isinstance(result, dict) or "result" not in result:
-            continue
         data = result["result"]
         by_hand, fanout = fanout_read.CONTENDERS
         add(
@@ -246,13 +252,12 @@ def key_rows(results):
                 goal,
                 "max",
             )
-    for key, backend in (
+    for backend, result in measured(
+        results,
+        "plugins",
         ("plugins_sqlite", "SQLite files"),
         ("plugins_pg", "PostgreSQL"),
     ):
-        result = results.get(key)
-        if not isinstance(result, dict) or "plugins" not in result:
-            continue
         found = result["plugins"]
         by_hand, routed = plugins.REPLICA_CONTENDERS
         for op, data in found.get("replica", {}).items():
